@@ -1,0 +1,96 @@
+//! Compiles the BPF C under `src/kernel/bpf/` and generates the libbpf-rs
+//! skeleton (and the boundary types) into OUT_DIR.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use libbpf_cargo::SkeletonBuilder;
+
+/// Where the vendored vmlinux.h lives (one per target arch).
+const VMLINUX_DIR: &str = "src/kernel/bpf/vmlinux";
+/// Each BPF object: (its folder, next to the Rust that loads it; its name).
+const OBJECTS: [(&str, &str); 2] = [("src/kernel/bpf", "reflex"), ("src/probe/bpf", "probe")];
+/// Oldest clang that compiles our BPF C with the CO-RE features we use.
+const MIN_CLANG: u32 = 14;
+
+fn main() {
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets CARGO_CFG_TARGET_ARCH");
+    let vmlinux = Path::new(VMLINUX_DIR).join(&arch);
+    if !vmlinux.join("vmlinux.h").exists() {
+        panic!(
+            "no vendored vmlinux.h for target arch '{arch}' at {}: generate one with \
+             `bpftool btf dump file /sys/kernel/btf/vmlinux format c > {}/vmlinux.h` \
+             on a {arch} machine and commit it",
+            vmlinux.display(),
+            vmlinux.display()
+        );
+    }
+    let clang = find_clang();
+
+    println!("cargo:rerun-if-env-changed=REFLEX_CLANG");
+    for (dir, _) in OBJECTS {
+        for entry in std::fs::read_dir(dir).expect("BPF folder exists") {
+            let path = entry.expect("readable dir entry").path();
+            if path.extension().is_some_and(|e| e == "c" || e == "h") {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+    }
+
+    for (dir, name) in OBJECTS {
+        let src = Path::new(dir).join(format!("{name}.bpf.c"));
+        SkeletonBuilder::new()
+            .source(&src)
+            .clang(&clang)
+            .clang_args([
+                "-Wall".into(),
+                "-Werror".into(),
+                // Pinned ISA: v3 (ALU32, JMP32) loads on every kernel we support (>= 5.10).
+                "-mcpu=v3".into(),
+                format!("-I{dir}"),
+                format!("-I{}", vmlinux.display()),
+            ])
+            .build_and_generate(out.join(format!("{name}.skel.rs")))
+            .unwrap_or_else(|e| panic!("building {}: {e:#}", src.display()));
+    }
+}
+
+/// `REFLEX_CLANG` if set; otherwise the first clang on PATH that is new enough,
+/// preferring Debian's versioned names.
+fn find_clang() -> PathBuf {
+    if let Some(c) = env::var_os("REFLEX_CLANG") {
+        return c.into();
+    }
+    let candidates = ["clang-19", "clang"]
+        .into_iter()
+        .map(String::from)
+        .chain((MIN_CLANG..=22).rev().map(|v| format!("clang-{v}")));
+    let mut seen = Vec::new();
+    for name in candidates {
+        let Ok(out) = Command::new(&name).arg("--version").output() else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let major = text
+            .split("version ")
+            .nth(1)
+            .and_then(|v| v.split('.').next())
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        match major {
+            Some(m) if m >= MIN_CLANG => return name.into(),
+            Some(m) => seen.push(format!("{name} ({m})")),
+            None => seen.push(name),
+        }
+    }
+    panic!(
+        "no clang >= {MIN_CLANG} found (saw: {}). Install one: `apt-get install clang-19`, \
+         or point REFLEX_CLANG at it",
+        if seen.is_empty() {
+            "none".into()
+        } else {
+            seen.join(", ")
+        }
+    );
+}

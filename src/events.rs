@@ -1,0 +1,262 @@
+//! Stage 4 — events: kernel records decoded into what people and programs read.
+
+use std::time::{Duration, SystemTime};
+
+use nix::errno::Errno;
+use nix::time::{ClockId, clock_gettime};
+
+use crate::kernel::types::{reflex_action as A, reflex_event, reflex_skip as K, reflex_target};
+use crate::policy::Target;
+use crate::signal::Signal;
+use crate::syscall;
+
+/// What the kernel did about one matched call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Signalled,
+    /// The helper returned this error.
+    Failed(Errno),
+    /// Dry run: this is what would have been sent.
+    WouldSignal,
+    /// A safety rule stopped the signal.
+    Skipped(SkipReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    Init,
+    KernelThread,
+    Reflex,
+    Protected,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Init => "pid 1 is never signalled",
+            SkipReason::KernelThread => "kernel threads are never signalled",
+            SkipReason::Reflex => "reflex never signals itself",
+            SkipReason::Protected => "process is in the protected list",
+        }
+    }
+}
+
+impl Outcome {
+    /// The `action` field of JSON output.
+    pub fn action(self) -> &'static str {
+        match self {
+            Outcome::Signalled => "signalled",
+            Outcome::Failed(_) => "failed",
+            Outcome::WouldSignal => "would-signal",
+            Outcome::Skipped(_) => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub time: SystemTime,
+    pub rule: String,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
+    pub syscall: String,
+    pub signal: Signal,
+    pub target: Target,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("event record of {got} bytes, expected {want}: reflex and its BPF object disagree")]
+    Size { got: usize, want: usize },
+    #[error("event record has unknown {field} value {value}")]
+    Field { field: &'static str, value: i64 },
+}
+
+/// Turns the kernel's boot-time clock into wall-clock time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// Wall-clock time at boot, in ns since the epoch.
+    boot_epoch_ns: i128,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        let ns = |id| {
+            let t = clock_gettime(id).expect("CLOCK_REALTIME and CLOCK_BOOTTIME exist");
+            i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec())
+        };
+        Clock {
+            boot_epoch_ns: ns(ClockId::CLOCK_REALTIME) - ns(ClockId::CLOCK_BOOTTIME),
+        }
+    }
+
+    pub fn wall(&self, boot_ns: u64) -> SystemTime {
+        let ns = (self.boot_epoch_ns + i128::from(boot_ns)).max(0);
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+impl Event {
+    /// Decodes one ring buffer record.
+    pub fn decode(bytes: &[u8], clock: &Clock, rule: &str) -> Result<Event, DecodeError> {
+        let want = std::mem::size_of::<reflex_event>();
+        if bytes.len() < want {
+            return Err(DecodeError::Size {
+                got: bytes.len(),
+                want,
+            });
+        }
+        // SAFETY: reflex_event is plain old data (integers and a byte array,
+        // generated #[repr(C)] from the BPF object's BTF) and `bytes` holds at
+        // least size_of::<reflex_event>() bytes; read_unaligned copes with any
+        // alignment.
+        let raw: reflex_event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        Event::from_raw(&raw, clock, rule)
+    }
+
+    pub fn from_raw(raw: &reflex_event, clock: &Clock, rule: &str) -> Result<Event, DecodeError> {
+        let field = |field, value: i64| DecodeError::Field { field, value };
+        let outcome = match A(u32::from(raw.action)) {
+            A::REFLEX_ACTION_SIGNALLED => Outcome::Signalled,
+            A::REFLEX_ACTION_FAILED => Outcome::Failed(Errno::from_raw(-raw.result)),
+            A::REFLEX_ACTION_WOULD_SIGNAL => Outcome::WouldSignal,
+            A::REFLEX_ACTION_SKIPPED => Outcome::Skipped(match K(u32::from(raw.skip)) {
+                K::REFLEX_SKIP_INIT => SkipReason::Init,
+                K::REFLEX_SKIP_KTHREAD => SkipReason::KernelThread,
+                K::REFLEX_SKIP_SELF => SkipReason::Reflex,
+                K::REFLEX_SKIP_PROTECTED => SkipReason::Protected,
+                other => return Err(field("skip", other.0.into())),
+            }),
+            other => return Err(field("action", other.0.into())),
+        };
+        let target = match reflex_target(u32::from(raw.target)) {
+            reflex_target::REFLEX_TARGET_PROCESS => Target::Process,
+            reflex_target::REFLEX_TARGET_THREAD => Target::Thread,
+            other => return Err(field("target", other.0.into())),
+        };
+        let signal =
+            Signal::from_number(raw.signal).ok_or_else(|| field("signal", raw.signal.into()))?;
+        let comm: Vec<u8> = raw
+            .comm
+            .iter()
+            .map(|&c| c as u8)
+            .take_while(|&c| c != 0)
+            .collect();
+        Ok(Event {
+            time: clock.wall(raw.boot_ns),
+            rule: rule.to_string(),
+            pid: raw.pid,
+            tid: raw.tid,
+            ppid: raw.ppid,
+            uid: raw.uid,
+            gid: raw.gid,
+            comm: String::from_utf8_lossy(&comm).into_owned(),
+            syscall: syscall::name(raw.syscall_nr)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("syscall_{}", raw.syscall_nr)),
+            signal,
+            target,
+            outcome,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A record as the kernel would write it for `strace` calling ptrace.
+    pub(crate) fn raw_event() -> reflex_event {
+        let mut raw = reflex_event {
+            boot_ns: 1_000_000_000,
+            pid: 4242,
+            tid: 4243,
+            ppid: 4000,
+            uid: 1000,
+            gid: 1000,
+            syscall_nr: libc::SYS_ptrace as i32,
+            signal: 9,
+            result: 0,
+            action: A::REFLEX_ACTION_SIGNALLED.0 as u8,
+            ..Default::default()
+        };
+        for (dst, src) in raw.comm.iter_mut().zip(b"strace") {
+            *dst = *src as i8;
+        }
+        raw
+    }
+
+    fn as_bytes(raw: &reflex_event) -> Vec<u8> {
+        // SAFETY: reading the bytes of a plain #[repr(C)] value.
+        unsafe {
+            std::slice::from_raw_parts(
+                (raw as *const reflex_event).cast::<u8>(),
+                std::mem::size_of::<reflex_event>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn decodes_a_kernel_record() {
+        let clock = Clock { boot_epoch_ns: 0 };
+        let e = Event::decode(&as_bytes(&raw_event()), &clock, "no-ptrace").unwrap();
+        assert_eq!(e.pid, 4242);
+        assert_eq!(e.tid, 4243);
+        assert_eq!(e.comm, "strace");
+        assert_eq!(e.syscall, "ptrace");
+        assert_eq!(e.signal, Signal::KILL);
+        assert_eq!(e.outcome, Outcome::Signalled);
+        assert_eq!(e.time, SystemTime::UNIX_EPOCH + Duration::from_secs(1));
+    }
+
+    #[test]
+    fn failures_carry_the_errno() {
+        let mut raw = raw_event();
+        raw.action = A::REFLEX_ACTION_FAILED.0 as u8;
+        raw.result = -libc::EAGAIN;
+        let e = Event::from_raw(&raw, &Clock::new(), "r").unwrap();
+        assert_eq!(e.outcome, Outcome::Failed(Errno::EAGAIN));
+    }
+
+    #[test]
+    fn short_or_corrupt_records_are_errors() {
+        let clock = Clock::new();
+        assert!(matches!(
+            Event::decode(&[0u8; 8], &clock, "r"),
+            Err(DecodeError::Size { got: 8, .. })
+        ));
+        let mut raw = raw_event();
+        raw.action = 99;
+        assert_eq!(
+            Event::from_raw(&raw, &clock, "r"),
+            Err(DecodeError::Field {
+                field: "action",
+                value: 99
+            })
+        );
+    }
+
+    #[test]
+    fn clock_maps_boot_time_near_now() {
+        let clock = Clock::new();
+        let boot = clock_gettime(ClockId::CLOCK_BOOTTIME).unwrap();
+        let boot_ns = boot.tv_sec() as u64 * 1_000_000_000 + boot.tv_nsec() as u64;
+        let skew = clock
+            .wall(boot_ns)
+            .duration_since(SystemTime::now())
+            .unwrap_or_else(|e| e.duration());
+        assert!(skew < Duration::from_secs(1), "{skew:?}");
+    }
+}

@@ -1,0 +1,313 @@
+//! Kernel feature probes: what this kernel lets reflex do, found by looking
+//! (capabilities, files under /sys) and by loading tiny programs. `reflex
+//! check` prints them; the loader uses them to explain refusals.
+
+use std::fs;
+use std::io;
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapType, ProgramType};
+use nix::errno::Errno;
+
+#[allow(clippy::all, dead_code, unused_imports, non_camel_case_types)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/probe.skel.rs"));
+}
+
+pub const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+const TRACEFS: &str = "/sys/kernel/tracing";
+const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
+const SECURITYFS: &str = "/sys/kernel/security";
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// The effective capabilities that matter for BPF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Privileges {
+    pub uid: u32,
+    pub cap_bpf: bool,
+    pub cap_perfmon: bool,
+    pub cap_sys_admin: bool,
+}
+
+impl Privileges {
+    pub fn current() -> Privileges {
+        let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let cap_eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0);
+        let has = |cap: u32| cap_eff & (1u64 << cap) != 0;
+        Privileges {
+            uid: nix::unistd::geteuid().as_raw(),
+            cap_bpf: has(CAP_BPF),
+            cap_perfmon: has(CAP_PERFMON),
+            cap_sys_admin: has(CAP_SYS_ADMIN),
+        }
+    }
+
+    /// Enough to load and attach tracing programs and send signals from them.
+    pub fn can_load(&self) -> bool {
+        self.cap_sys_admin || (self.cap_bpf && self.cap_perfmon)
+    }
+
+    /// What is missing, in words, or None when enough is there.
+    pub fn missing(&self) -> Option<String> {
+        if self.can_load() {
+            return None;
+        }
+        let mut lacking = Vec::new();
+        if !self.cap_bpf {
+            lacking.push("CAP_BPF");
+        }
+        if !self.cap_perfmon {
+            lacking.push("CAP_PERFMON");
+        }
+        Some(format!(
+            "uid {} lacks {} (and CAP_SYS_ADMIN, which would cover both)",
+            self.uid,
+            lacking.join(" and ")
+        ))
+    }
+}
+
+/// Kernel release, e.g. `6.18.44`.
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// (major, minor) of the running kernel.
+pub fn kernel_version() -> Option<(u32, u32)> {
+    parse_version(&kernel_release())
+}
+
+fn parse_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+pub fn has_btf() -> bool {
+    Path::new(BTF_PATH).exists()
+}
+
+/// Where the tracing filesystem is, mounting it at /sys/kernel/tracing when
+/// it is nowhere (libbpf needs it to attach tracepoints). `Ok((path, true))`
+/// when this call mounted it.
+pub fn tracefs(mount_if_absent: bool) -> io::Result<(PathBuf, bool)> {
+    // libbpf prefers debugfs' tracing folder when it exists.
+    for dir in [DEBUGFS_TRACING, TRACEFS] {
+        if Path::new(dir).join("events").is_dir() {
+            return Ok((dir.into(), false));
+        }
+    }
+    if !mount_if_absent {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "tracefs is not mounted",
+        ));
+    }
+    mount_fs("tracefs", TRACEFS)?;
+    Ok((TRACEFS.into(), true))
+}
+
+/// Whether the kernel has a `syscalls/sys_enter_<name>` tracepoint.
+pub fn syscall_tracepoint(tracefs: &Path, syscall: &str) -> bool {
+    tracefs
+        .join("events/syscalls")
+        .join(format!("sys_enter_{syscall}"))
+        .join("id")
+        .exists()
+}
+
+fn mount_fs(fstype: &str, at: &str) -> io::Result<()> {
+    use nix::mount::{MsFlags, mount};
+    mount(
+        Some(fstype),
+        at,
+        Some(fstype),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| io::Error::other(format!("mount -t {fstype} {fstype} {at}: {e}")))
+}
+
+/// A file under securityfs, mounting securityfs if needed and allowed.
+fn securityfs_file(name: &str, mount_if_absent: bool) -> Option<String> {
+    let path = Path::new(SECURITYFS).join(name);
+    if !path.exists() && mount_if_absent && !Path::new(SECURITYFS).join("lsm").exists() {
+        let _ = mount_fs("securityfs", SECURITYFS);
+    }
+    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+/// The active LSMs in order, e.g. `lockdown,capability,bpf`.
+pub fn lsm_list(mount_if_absent: bool) -> Option<String> {
+    securityfs_file("lsm", mount_if_absent)
+}
+
+/// The lockdown mode in force: `none`, `integrity` or `confidentiality`.
+pub fn lockdown(mount_if_absent: bool) -> Option<String> {
+    let text = securityfs_file("lockdown", mount_if_absent)?;
+    text.split_whitespace()
+        .find(|w| w.starts_with('['))
+        .map(|w| w.trim_matches(['[', ']']).to_string())
+}
+
+/// The answer of a probe that asks the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Yes,
+    No(String),
+    /// The kernel could not be asked (usually: not privileged).
+    Unknown(String),
+}
+
+fn from_supported(r: Result<bool, libbpf_rs::Error>, what: &str) -> Answer {
+    match r {
+        Ok(true) => Answer::Yes,
+        Ok(false) => Answer::No(format!("this kernel has no {what}")),
+        Err(e) => Answer::Unknown(e.to_string()),
+    }
+}
+
+pub fn ringbuf() -> Answer {
+    from_supported(MapType::RingBuf.is_supported(), "BPF ring buffer (5.8+)")
+}
+
+pub fn send_signal() -> Answer {
+    from_supported(
+        ProgramType::Tracepoint.is_helper_supported(libbpf_rs::libbpf_sys::BPF_FUNC_send_signal),
+        "bpf_send_signal helper (5.3+)",
+    )
+}
+
+pub fn send_signal_thread() -> Answer {
+    from_supported(
+        ProgramType::Tracepoint
+            .is_helper_supported(libbpf_rs::libbpf_sys::BPF_FUNC_send_signal_thread),
+        "bpf_send_signal_thread helper (5.5+)",
+    )
+}
+
+/// Which of the probe object's programs to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgramKind {
+    /// BPF-LSM (`lsm/file_open`), loaded and attached.
+    Lsm,
+    /// fentry (`fentry/vfs_read`), loaded and attached.
+    Fentry,
+    /// BTF-typed raw tracepoint (`tp_btf/sys_enter`), loaded and attached.
+    TpBtf,
+}
+
+/// Loads (and attaches, then at once detaches) one tiny program of `kind`.
+/// The programs return at once and decide nothing.
+pub fn program(kind: ProgramKind) -> Answer {
+    let mut storage = MaybeUninit::uninit();
+    let mut open = match skel::ProbeSkelBuilder::default().open(&mut storage) {
+        Ok(open) => open,
+        Err(e) => return Answer::Unknown(format!("opening the probe object: {e}")),
+    };
+    let prog = match kind {
+        ProgramKind::Lsm => &mut open.progs.probe_lsm,
+        ProgramKind::Fentry => &mut open.progs.probe_fentry,
+        ProgramKind::TpBtf => &mut open.progs.probe_tp_btf,
+    };
+    prog.set_autoload(true);
+    let skel = match quiet(|| open.load()) {
+        Ok(skel) => skel,
+        Err(e) => return refused("load", &e),
+    };
+    let attached = match kind {
+        ProgramKind::Lsm => skel.progs.probe_lsm.attach(),
+        ProgramKind::Fentry => skel.progs.probe_fentry.attach(),
+        ProgramKind::TpBtf => skel.progs.probe_tp_btf.attach(),
+    };
+    match attached {
+        Ok(_link) => Answer::Yes,
+        Err(e) => refused("attach", &e),
+    }
+}
+
+fn refused(step: &str, e: &libbpf_rs::Error) -> Answer {
+    let errno = errno_of(e);
+    let text = match errno {
+        Some(n) => format!(
+            "{step} refused with {:?} ({})",
+            Errno::from_raw(n),
+            Errno::from_raw(n).desc()
+        ),
+        None => format!("{step} failed: {e}"),
+    };
+    Answer::No(text)
+}
+
+/// The errno inside a libbpf-rs error, when there is one.
+pub fn errno_of(e: &libbpf_rs::Error) -> Option<i32> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            if let Some(n) = io.raw_os_error() {
+                return Some(n);
+            }
+        }
+        source = err.source();
+    }
+    let text = e.to_string();
+    let n = text.rsplit_once("(os error ")?.1.trim_end_matches(')');
+    n.parse().ok()
+}
+
+/// Runs `f` with libbpf's own printing silenced (probes expect refusals).
+fn quiet<T>(f: impl FnOnce() -> T) -> T {
+    let previous = libbpf_rs::set_print(None);
+    let r = f();
+    libbpf_rs::set_print(previous);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("6.18.44-fc-v782"), Some((6, 18)));
+        assert_eq!(parse_version("5.10.0-30-amd64"), Some((5, 10)));
+        assert_eq!(parse_version("weird"), None);
+    }
+
+    #[test]
+    fn privileges_explain_what_is_missing() {
+        let none = Privileges {
+            uid: 1000,
+            cap_bpf: false,
+            cap_perfmon: false,
+            cap_sys_admin: false,
+        };
+        assert!(!none.can_load());
+        assert_eq!(
+            none.missing().unwrap(),
+            "uid 1000 lacks CAP_BPF and CAP_PERFMON (and CAP_SYS_ADMIN, which would cover both)"
+        );
+        let split = Privileges {
+            cap_bpf: true,
+            cap_perfmon: true,
+            ..none
+        };
+        assert!(split.can_load());
+        assert_eq!(split.missing(), None);
+        let admin = Privileges {
+            cap_sys_admin: true,
+            ..none
+        };
+        assert!(admin.can_load());
+    }
+}

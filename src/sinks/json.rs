@@ -1,0 +1,150 @@
+//! One JSON object per line.
+
+use std::io::{self, Write};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use super::Sink;
+use crate::events::{Event, Outcome};
+use crate::policy::Target;
+
+pub struct Json<W: Write> {
+    out: W,
+}
+
+impl<W: Write> Json<W> {
+    pub fn new(out: W) -> Self {
+        Json { out }
+    }
+}
+
+/// The JSON form of an [`Event`]; field names are a public interface.
+#[derive(Debug, Serialize)]
+pub struct Record<'a> {
+    /// RFC 3339, UTC, nanoseconds.
+    pub time: String,
+    pub rule: &'a str,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: &'a str,
+    pub syscall: &'a str,
+    pub signal: String,
+    pub signal_nr: i32,
+    /// `process` or `thread`.
+    pub target: &'static str,
+    /// `signalled`, `failed`, `would-signal` or `skipped`.
+    pub action: &'static str,
+    /// errno name when the helper failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Why a safety rule skipped the signal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+impl<'a> Record<'a> {
+    pub fn new(e: &'a Event) -> Record<'a> {
+        let time: DateTime<Utc> = e.time.into();
+        Record {
+            time: time.to_rfc3339_opts(SecondsFormat::Nanos, true),
+            rule: &e.rule,
+            pid: e.pid,
+            tid: e.tid,
+            ppid: e.ppid,
+            uid: e.uid,
+            gid: e.gid,
+            comm: &e.comm,
+            syscall: &e.syscall,
+            signal: e.signal.name(),
+            signal_nr: e.signal.number(),
+            target: match e.target {
+                Target::Process => "process",
+                Target::Thread => "thread",
+            },
+            action: e.outcome.action(),
+            error: match e.outcome {
+                Outcome::Failed(errno) => Some(format!("{errno:?}")),
+                _ => None,
+            },
+            reason: match e.outcome {
+                Outcome::Skipped(r) => Some(r.as_str()),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl<W: Write> Sink for Json<W> {
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, &Record::new(event))?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Clock, SkipReason};
+    use nix::errno::Errno;
+
+    fn json(outcome: Outcome) -> serde_json::Value {
+        let mut e = Event::from_raw(
+            &crate::events::tests::raw_event(),
+            &Clock::new(),
+            "no-ptrace",
+        )
+        .unwrap();
+        e.outcome = outcome;
+        let mut out = Vec::new();
+        Json::new(&mut out).event(&e).unwrap();
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn carries_every_field() {
+        let v = json(Outcome::Signalled);
+        for key in [
+            "time",
+            "rule",
+            "pid",
+            "tid",
+            "ppid",
+            "uid",
+            "gid",
+            "comm",
+            "syscall",
+            "signal",
+            "signal_nr",
+            "target",
+            "action",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key} in {v}");
+        }
+        assert_eq!(v["pid"], 4242);
+        assert_eq!(v["signal"], "SIGKILL");
+        assert_eq!(v["action"], "signalled");
+        assert!(v.get("error").is_none());
+        let time = v["time"].as_str().unwrap();
+        assert!(DateTime::parse_from_rfc3339(time).is_ok(), "{time}");
+        // nanoseconds: nine digits after the dot
+        let frac = time.split('.').nth(1).unwrap();
+        assert_eq!(frac.trim_end_matches('Z').len(), 9, "{time}");
+    }
+
+    #[test]
+    fn errors_and_reasons_by_name() {
+        let v = json(Outcome::Failed(Errno::EAGAIN));
+        assert_eq!(v["action"], "failed");
+        assert_eq!(v["error"], "EAGAIN");
+        let v = json(Outcome::Skipped(SkipReason::Reflex));
+        assert_eq!(v["action"], "skipped");
+        assert_eq!(v["reason"], "reflex never signals itself");
+        assert_eq!(json(Outcome::WouldSignal)["action"], "would-signal");
+    }
+}

@@ -1,0 +1,23 @@
+//! Stage 5 — sinks: where decisions go (a terminal table, JSON lines, the
+//! summary counters).
+
+mod json;
+mod summary;
+mod text;
+
+pub use json::Json;
+pub use summary::Summary;
+pub use text::Text;
+
+use std::io;
+
+use crate::events::Event;
+
+/// A destination for events.
+pub trait Sink {
+    /// Called once, after the programs are attached and before any event.
+    fn start(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn event(&mut self, event: &Event) -> io::Result<()>;
+}

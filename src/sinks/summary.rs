@@ -1,0 +1,72 @@
+//! The end-of-run summary: what the kernel counted and what reached us.
+
+use std::fmt;
+
+use crate::kernel::Stats;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub kernel: Stats,
+    /// Records read from the ring buffer.
+    pub received: u64,
+    /// Records that could not be decoded.
+    pub undecodable: u64,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let k = &self.kernel;
+        writeln!(f, "reflex summary:")?;
+        writeln!(f, "  events         {}", k.matched)?;
+        writeln!(f, "  signals sent   {}", k.signalled)?;
+        writeln!(f, "  failures       {}", k.failed)?;
+        writeln!(f, "  would-signal   {}", k.would_signal)?;
+        writeln!(f, "  skipped        {}", k.skipped)?;
+        writeln!(f, "  received       {}", self.received)?;
+        write!(f, "  dropped        {}", k.dropped)?;
+        if k.dropped > 0 {
+            write!(
+                f,
+                " (the ring buffer was full: those decisions were taken but not reported)"
+            )?;
+        }
+        if self.undecodable > 0 {
+            write!(f, "\n  undecodable    {}", self.undecodable)?;
+        }
+        let lost = k.matched.saturating_sub(self.received + k.dropped);
+        if lost > 0 {
+            write!(f, "\n  unaccounted    {lost}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_every_count() {
+        let s = Summary {
+            kernel: Stats {
+                matched: 5,
+                signalled: 3,
+                failed: 1,
+                would_signal: 0,
+                skipped: 1,
+                dropped: 2,
+            },
+            received: 3,
+            undecodable: 0,
+        };
+        let text = s.to_string();
+        assert!(text.contains("events         5"), "{text}");
+        assert!(text.contains("signals sent   3"), "{text}");
+        assert!(text.contains("failures       1"), "{text}");
+        assert!(
+            text.contains("dropped        2 (the ring buffer was full"),
+            "{text}"
+        );
+        assert!(!text.contains("unaccounted"), "{text}");
+    }
+}

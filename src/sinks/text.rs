@@ -1,0 +1,114 @@
+//! The seed's table: `TIME  PID  COMM  SUCCESS`, plus what happened.
+
+use std::io::{self, Write};
+
+use chrono::{DateTime, Local};
+
+use super::Sink;
+use crate::events::{Event, Outcome};
+use crate::policy::Target;
+
+pub struct Text<W: Write> {
+    out: W,
+}
+
+impl<W: Write> Text<W> {
+    pub fn new(out: W) -> Self {
+        Text { out }
+    }
+}
+
+pub const HEADER: &str = "TIME      PID      COMM             SUCCESS  DETAIL";
+
+/// One line of the table for `event`.
+pub fn line(event: &Event) -> String {
+    let time: DateTime<Local> = event.time.into();
+    let success = match event.outcome {
+        Outcome::Signalled => "true",
+        Outcome::Failed(_) => "false",
+        Outcome::WouldSignal | Outcome::Skipped(_) => "-",
+    };
+    let aim = match event.target {
+        Target::Process => String::new(),
+        Target::Thread => format!(" to thread {}", event.tid),
+    };
+    let detail = match event.outcome {
+        Outcome::Signalled => format!("{}{aim}", event.signal),
+        Outcome::Failed(errno) => {
+            format!("{}{aim} failed: {errno:?} ({})", event.signal, errno.desc())
+        }
+        Outcome::WouldSignal => format!("would send {}{aim} (dry run)", event.signal),
+        Outcome::Skipped(reason) => format!("skipped: {}", reason.as_str()),
+    };
+    format!(
+        "{}  {:<7}  {:<15}  {:<7}  {} [{} via {}]",
+        time.format("%H:%M:%S"),
+        event.pid,
+        event.comm,
+        success,
+        detail,
+        event.rule,
+        event.syscall
+    )
+}
+
+impl<W: Write> Sink for Text<W> {
+    fn start(&mut self) -> io::Result<()> {
+        writeln!(self.out, "{HEADER}")?;
+        self.out.flush()
+    }
+
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        writeln!(self.out, "{}", line(event))?;
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Clock, SkipReason};
+    use nix::errno::Errno;
+
+    fn event(outcome: Outcome) -> Event {
+        let mut e = Event::from_raw(
+            &crate::events::tests::raw_event(),
+            &Clock::new(),
+            "no-ptrace",
+        )
+        .unwrap();
+        e.outcome = outcome;
+        e
+    }
+
+    #[test]
+    fn columns_line_up_with_the_header() {
+        let l = line(&event(Outcome::Signalled));
+        // HH:MM:SS, then pid, comm and success in the header's columns.
+        assert_eq!(l.find("4242"), HEADER.find("PID"));
+        assert_eq!(l.find("strace"), HEADER.find("COMM"));
+        assert_eq!(l.find("true"), HEADER.find("SUCCESS"));
+        assert!(l.ends_with("SIGKILL [no-ptrace via ptrace]"), "{l}");
+        assert_eq!(l.as_bytes()[2], b':');
+    }
+
+    #[test]
+    fn every_outcome_reads_plainly() {
+        let failed = line(&event(Outcome::Failed(Errno::EPERM)));
+        assert!(failed.contains("  false  "), "{failed}");
+        assert!(
+            failed.contains("SIGKILL failed: EPERM (Operation not permitted)"),
+            "{failed}"
+        );
+        let dry = line(&event(Outcome::WouldSignal));
+        assert!(dry.contains("would send SIGKILL (dry run)"), "{dry}");
+        let skipped = line(&event(Outcome::Skipped(SkipReason::Init)));
+        assert!(
+            skipped.contains("skipped: pid 1 is never signalled"),
+            "{skipped}"
+        );
+        let mut thread = event(Outcome::Signalled);
+        thread.target = Target::Thread;
+        assert!(line(&thread).contains("SIGKILL to thread 4243"));
+    }
+}

@@ -1,0 +1,303 @@
+//! Helpers for tests that load reflex into the real kernel.
+//!
+//! Every rule a test loads is scoped with `--ppid` to a launcher process the
+//! test started (tests/helpers/launcher.py), and everything started is killed
+//! and reaped on drop.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const REFLEX: &str = env!("CARGO_BIN_EXE_reflex");
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether this test may load BPF programs. Without root it is skipped,
+/// loudly; with REFLEX_REQUIRE_ROOT_TESTS=1 (set by .ci/run) it fails instead.
+#[track_caller]
+pub fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    let why = format!("{test}: needs root to load BPF programs");
+    if std::env::var_os("REFLEX_REQUIRE_ROOT_TESTS").is_some_and(|v| v == "1") {
+        panic!("{why}, and REFLEX_REQUIRE_ROOT_TESTS=1 forbids skipping");
+    }
+    eprintln!("SKIPPED {why} (run the tests as root)");
+    false
+}
+
+fn helper(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/helpers")
+        .join(name)
+}
+
+/// Lines of a child's stream, read on a thread so nothing blocks.
+pub struct Lines {
+    rx: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    fn new(stream: impl std::io::Read + Send + 'static) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line satisfying `pred` and returns it.
+    #[track_caller]
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "timed out waiting for {what}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Everything until the stream closes.
+    pub fn rest(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + TIMEOUT;
+        while let Ok(line) = self
+            .rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line);
+        }
+        self.seen.clone()
+    }
+}
+
+/// How a launched command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    Exit(i32),
+    Signal(i32),
+}
+
+/// A command started under its own launcher, held at the gate until `go`.
+pub struct Launched {
+    launcher: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Lines,
+    /// Scope rules to this pid with `--ppid`.
+    pub ppid: u32,
+    /// The command's own pid (it execs in place).
+    pub pid: u32,
+}
+
+impl Launched {
+    #[track_caller]
+    pub fn new(cmd: &[&str]) -> Launched {
+        let mut launcher = Command::new(helper("launcher.py"))
+            .args(cmd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs tests/helpers/launcher.py");
+        let stdin = launcher.stdin.take();
+        let mut stdout = Lines::new(launcher.stdout.take().expect("piped"));
+        let first = stdout.wait_for("the launcher's pids", |l| l.starts_with("launcher "));
+        let v: serde_json::Value = serde_json::from_str(&first["launcher ".len()..]).unwrap();
+        Launched {
+            ppid: v["launcher"].as_u64().unwrap() as u32,
+            pid: v["child"].as_u64().unwrap() as u32,
+            launcher,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Lets the command run, waits for it, and returns how it ended and the
+    /// lines it printed.
+    #[track_caller]
+    pub fn go(mut self) -> (Ended, Vec<String>) {
+        let mut stdin = self.stdin.take().expect("go once");
+        writeln!(stdin, "go").unwrap();
+        let last = self
+            .stdout
+            .wait_for("the command's end", |l| l.starts_with("launcher "));
+        let v: serde_json::Value = serde_json::from_str(&last["launcher ".len()..]).unwrap();
+        let ended = match (v.get("exit"), v.get("signal")) {
+            (Some(code), _) => Ended::Exit(code.as_i64().unwrap() as i32),
+            (_, Some(sig)) => Ended::Signal(sig.as_i64().unwrap() as i32),
+            _ => panic!("unexpected launcher line {last}"),
+        };
+        let output = self.stdout.seen[1..self.stdout.seen.len() - 1].to_vec();
+        let status = self.launcher.wait().unwrap();
+        assert!(status.success(), "launcher failed: {status}");
+        (ended, output)
+    }
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        // Closing stdin before the go-ahead makes the launcher kill its
+        // child and reap everything; then it exits.
+        self.stdin.take();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.launcher.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.launcher.kill();
+        let _ = self.launcher.wait();
+    }
+}
+
+/// A running `reflex run`.
+pub struct Reflex {
+    child: Child,
+    pub stdout: Lines,
+    pub stderr: Lines,
+    /// The banner line, printed once the programs are attached.
+    pub banner: String,
+}
+
+/// What a stopped reflex printed.
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+}
+
+impl Output {
+    /// The value of a summary line such as `  signals sent   1`.
+    #[track_caller]
+    pub fn summary(&self, name: &str) -> u64 {
+        self.stderr
+            .iter()
+            .find_map(|l| l.trim_start().strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no summary line '{name}' in:\n{}", self.stderr.join("\n")))
+    }
+
+    /// stdout lines parsed as JSON.
+    #[track_caller]
+    pub fn json(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+}
+
+impl Reflex {
+    /// Starts `reflex run ARGS` and waits until its programs are attached.
+    #[track_caller]
+    pub fn start(args: &[&str]) -> Reflex {
+        assert!(
+            args.contains(&"--ppid"),
+            "tests must scope every rule to their own processes with --ppid"
+        );
+        let mut child = Command::new(REFLEX)
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("reflex binary runs");
+        let stdout = Lines::new(child.stdout.take().unwrap());
+        let mut stderr = Lines::new(child.stderr.take().unwrap());
+        let banner = stderr.wait_for("reflex's banner", |l| {
+            l.starts_with("reflex: attached") || l.starts_with("reflex: error")
+        });
+        assert!(
+            banner.starts_with("reflex: attached"),
+            "reflex failed: {:?}",
+            stderr.rest()
+        );
+        Reflex {
+            child,
+            stdout,
+            stderr,
+            banner,
+        }
+    }
+
+    /// SIGTERM, then everything it printed.
+    pub fn stop(mut self) -> Output {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let status = self.child.wait().unwrap();
+        Output {
+            code: status.code(),
+            stdout: self.stdout.rest(),
+            stderr: self.stderr.rest(),
+        }
+    }
+}
+
+impl Drop for Reflex {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `reflex ARGS` to completion (for commands that do not load anything
+/// long-lived), optionally as an unprivileged user via setpriv.
+pub fn reflex_once(args: &[&str], unprivileged: bool) -> Output {
+    let mut cmd = if unprivileged {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            REFLEX,
+        ]);
+        c
+    } else {
+        Command::new(REFLEX)
+    };
+    let out = cmd.args(args).output().expect("reflex runs");
+    let lines = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    Output {
+        code: out.status.code(),
+        stdout: lines(&out.stdout),
+        stderr: lines(&out.stderr),
+    }
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""The parent of every process a reflex test triggers.
+
+Tests scope reflex's rules with --ppid <this launcher's pid>, so nothing else
+on the machine can match. The launcher:
+
+1. becomes a child subreaper, so orphans (strace's tracee, when strace is
+   killed) come back to it instead of to pid 1;
+2. forks the command's process, which waits for the go-ahead before exec;
+3. prints `launcher {"launcher": PID, "child": PID}` on stdout;
+4. waits for a line on stdin, then lets the child exec the command;
+5. waits for the child and prints `launcher {"exit": N}` or `launcher {"signal": N}`;
+6. kills and reaps every descendant still there, and exits.
+
+The child's own stdout passes through, line by line, between those two lines.
+"""
+import ctypes
+import json
+import os
+import signal
+import sys
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def say(obj):
+    sys.stdout.write("launcher " + json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def children():
+    me = str(os.getpid())
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # the comm field may hold spaces and parentheses: split after the last ')'
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[1] == me:
+            found.append(int(entry))
+    return found
+
+
+def reap_all():
+    """Kill and reap every descendant (they are all our children by now)."""
+    while True:
+        for pid in children():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit("usage: launcher.py COMMAND [ARGS...]")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        sys.exit("prctl(PR_SET_CHILD_SUBREAPER) failed")
+    gate_r, gate_w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(gate_w)
+        if os.read(gate_r, 1) != b"g":
+            os._exit(120)
+        try:
+            os.execvp(sys.argv[1], sys.argv[1:])
+        finally:
+            os._exit(127)
+    os.close(gate_r)
+    say({"launcher": os.getpid(), "child": child})
+    if not sys.stdin.readline():
+        # the test went away before the go-ahead: run nothing
+        os.kill(child, signal.SIGKILL)
+        reap_all()
+        sys.exit(1)
+    os.write(gate_w, b"g")
+    os.close(gate_w)
+    _, status = os.waitpid(child, 0)
+    if os.WIFSIGNALED(status):
+        say({"signal": os.WTERMSIG(status)})
+    else:
+        say({"exit": os.WEXITSTATUS(status)})
+    reap_all()
+
+
+if __name__ == "__main__":
+    main()
