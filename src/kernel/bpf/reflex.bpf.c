@@ -15,7 +15,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Load-time configuration, set by user space before load. */
 const volatile __u32 target_ppid = 0; /* 0: any parent */
-const volatile __s32 signal_nr = 9; /* SIGKILL */
+const volatile __s32 signal_nr = 9;   /* SIGKILL */
 const volatile __u8 target = REFLEX_TARGET_PROCESS;
 const volatile bool dry_run = false;
 const volatile __u32 reflex_tgid = 0; /* never signal ourselves */
