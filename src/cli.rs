@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::kernel::Settings;
 use crate::policy::{Mode, Policy, Target};
 use crate::signal::Signal;
 
@@ -51,9 +52,31 @@ pub struct RunArgs {
     /// Never signal PID (repeatable). pid 1 and reflex itself are always protected.
     #[arg(long, value_name = "PID")]
     pub protect: Vec<u32>,
+    /// Size of the event ring buffer in KiB: a power of two, 4 to 1048576.
+    /// Raise it if the summary shows dropped events.
+    #[arg(long, value_name = "KIB", default_value = "256", value_parser = parse_ring_kib)]
+    pub ring_buffer: u32,
+}
+
+fn parse_ring_kib(s: &str) -> Result<u32, String> {
+    let kib: u32 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size in KiB (e.g. 256)"))?;
+    if !(4..=1024 * 1024).contains(&kib) || !kib.is_power_of_two() {
+        return Err(format!(
+            "{kib} KiB: the ring buffer must be a power of two from 4 KiB (one page) to 1 GiB, e.g. 256 or 4096"
+        ));
+    }
+    Ok(kib)
 }
 
 impl RunArgs {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            ring_buffer_bytes: self.ring_buffer * 1024,
+        }
+    }
+
     /// The seed's policy, adjusted by these flags.
     pub fn policy(&self) -> Policy {
         let mut policy = Policy::seed();
@@ -144,6 +167,19 @@ mod tests {
         let err = parse(&["run", "--ppid", "abc"]).unwrap_err().to_string();
         assert!(err.contains("invalid digit"), "{err}");
         assert!(parse(&["check", "--ppid", "3"]).is_err());
+        for bad in ["3", "100", "0", "2097152", "x"] {
+            let err = parse(&["run", "--ring-buffer", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("KiB"), "{bad}: {err}");
+        }
+        assert_eq!(
+            run_args(&["run", "--ring-buffer", "4"])
+                .settings()
+                .ring_buffer_bytes,
+            4096
+        );
+        assert_eq!(run_args(&["run"]).settings(), Settings::default());
         assert!(parse(&[]).is_err());
     }
 }

@@ -12,12 +12,15 @@ fn sys_ptrace() -> String {
     libc::SYS_ptrace.to_string()
 }
 
-fn caller(mode: &str) -> Launched {
+fn caller(mode: &[&str]) -> Launched {
     let helper = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/helpers/ptrace_caller.py"
     );
-    Launched::new(&["python3", helper, &sys_ptrace(), mode])
+    let sys_ptrace = sys_ptrace();
+    let mut cmd = vec!["python3", helper, &sys_ptrace];
+    cmd.extend_from_slice(mode);
+    Launched::new(&cmd)
 }
 
 fn strace() -> Launched {
@@ -100,7 +103,7 @@ fn sigusr1_reaches_a_handler() {
     if !root_or_skip("sigusr1_reaches_a_handler") {
         return;
     }
-    let target = caller("handler");
+    let target = caller(&["handler"]);
     let reflex = Reflex::start(&["--ppid", &target.ppid.to_string(), "--signal", "SIGUSR1"]);
     let (ended, output) = target.go();
     let out = reflex.stop();
@@ -115,7 +118,7 @@ fn sigusr1_reaches_a_handler() {
 /// Pending signals after a ptrace call from the second thread of a process
 /// that blocks SIGUSR1 everywhere: (caller's own, main thread's, shared).
 fn pending_after(extra: &[&str]) -> (u64, u64, u64, serde_json::Value) {
-    let target = caller("threads");
+    let target = caller(&["threads"]);
     let ppid = target.ppid.to_string();
     let mut args = vec!["--ppid", &ppid, "--signal", "SIGUSR1", "--json"];
     args.extend_from_slice(extra);
@@ -287,4 +290,43 @@ fn check_as_root_reports_the_core_ok() {
         assert!(!line.contains("unknown"), "root probes everything: {line}");
     }
     assert!(table.contains("reflex can run here."), "{table}");
+}
+
+#[test]
+fn dropped_events_are_counted_not_lost() {
+    if !root_or_skip("dropped_events_are_counted_not_lost") {
+        return;
+    }
+    const CALLS: u64 = 20_000;
+    let target = caller(&["burst", &CALLS.to_string()]);
+    // A one-page ring buffer, and a reader that is stopped during the burst:
+    // the buffer fills after a few dozen events and the rest must be counted
+    // as dropped by the kernel.
+    let reflex = Reflex::start(&[
+        "--ppid",
+        &target.ppid.to_string(),
+        "--dry-run",
+        "--json",
+        "--ring-buffer",
+        "4",
+    ]);
+    reflex.signal(nix::sys::signal::Signal::SIGSTOP);
+    let (ended, output) = target.go();
+    reflex.signal(nix::sys::signal::Signal::SIGCONT);
+    let out = reflex.stop();
+
+    assert_eq!(ended, Ended::Exit(0), "{output:?}");
+    let received = out.json().len() as u64;
+    assert_eq!(out.summary("events"), CALLS);
+    assert_eq!(out.summary("would-signal"), CALLS);
+    assert_eq!(out.summary("received"), received);
+    assert_eq!(
+        out.summary("dropped"),
+        CALLS - received,
+        "received + dropped = events"
+    );
+    assert!(
+        received <= 4096 / 64,
+        "a 4 KiB buffer holds at most 64 events: {received}"
+    );
 }

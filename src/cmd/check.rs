@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::mem::MaybeUninit;
 
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, Settings};
 use crate::policy::Policy;
 use crate::probe::{self, Answer, Privileges, ProgramKind};
 use crate::rules;
@@ -270,7 +270,7 @@ fn program_row(
 fn load_reflex() -> Row {
     let rules = rules::compile(&Policy::seed()).expect("the seed policy compiles");
     let mut storage = MaybeUninit::uninit();
-    match Kernel::load(&mut storage, &rules) {
+    match Kernel::load(&mut storage, &rules, &Settings::default()) {
         Ok(_) => row("reflex programs", Status::Ok, "load and pass the verifier"),
         Err(e) => row("reflex programs", Status::Fail, e.to_string())
             .fix("see the error above; `reflex -v check` shows libbpf's log"),

@@ -99,7 +99,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
 
     let mut storage = MaybeUninit::uninit();
-    let mut kernel = Kernel::load(&mut storage, &rules)?;
+    let mut kernel = Kernel::load(&mut storage, &rules, &args.settings())?;
     let sink: RefCell<Box<dyn Sink>> = RefCell::new(if args.json {
         Box::new(Json::new(io::stdout()))
     } else {

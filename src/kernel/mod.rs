@@ -49,7 +49,7 @@ pub enum LoadError {
         hook: &'static str,
         source: libbpf_rs::Error,
     },
-    #[error("writing the {map} map failed: {source}")]
+    #[error("setting up the {map} map failed: {source}")]
     Map {
         map: &'static str,
         source: libbpf_rs::Error,
@@ -88,6 +88,21 @@ fn attach_hint(source: &libbpf_rs::Error) -> &'static str {
     }
 }
 
+/// How the kernel side is sized; not part of any rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Size of the event ring buffer: a power of two, at least one page.
+    pub ring_buffer_bytes: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            ring_buffer_bytes: 256 * 1024,
+        }
+    }
+}
+
 /// reflex's programs, loaded and attached.
 pub struct Kernel<'obj> {
     skel: skel::ReflexSkel<'obj>,
@@ -101,10 +116,18 @@ impl<'obj> Kernel<'obj> {
     pub fn load(
         storage: &'obj mut MaybeUninit<OpenObject>,
         rules: &Compiled,
+        settings: &Settings,
     ) -> Result<Kernel<'obj>, LoadError> {
         let mut open = skel::ReflexSkelBuilder::default()
             .open(storage)
             .map_err(LoadError::Open)?;
+        open.maps
+            .events
+            .set_max_entries(settings.ring_buffer_bytes)
+            .map_err(|source| LoadError::Map {
+                map: "events",
+                source,
+            })?;
         let rodata = open
             .maps
             .rodata_data

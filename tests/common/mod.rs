@@ -247,6 +247,10 @@ impl Reflex {
         }
     }
 
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+    }
+
     /// SIGTERM, then everything it printed.
     pub fn stop(mut self) -> Output {
         let _ = nix::sys::signal::kill(

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A real ptrace caller for reflex tests, via ctypes.
 
-usage: ptrace_caller.py SYS_ptrace MODE
+usage: ptrace_caller.py SYS_ptrace MODE [N]
 
 The call is ptrace(PTRACE_PEEKTEXT, 0, 0, 0): it fails with ESRCH and touches
 nothing, but its syscall entry is what reflex watches.
@@ -11,6 +11,7 @@ MODE
   threads   block SIGUSR1 everywhere, call ptrace from a second thread, then
             print which signals are pending on each thread and on the process:
             {"main": TID, "caller": TID, "pending": {TID: mask}, "shared": mask}
+  burst N   call ptrace N times as fast as it can, print {"calls": N}
 """
 import ctypes
 import json
@@ -78,5 +79,12 @@ def threads_mode():
     print(json.dumps({"main": main, "caller": caller["tid"], "pending": pending, "shared": shared}), flush=True)
 
 
+def burst_mode():
+    n = int(sys.argv[3])
+    for _ in range(n):
+        call_ptrace()
+    print(json.dumps({"calls": n}), flush=True)
+
+
 if __name__ == "__main__":
-    {"handler": handler_mode, "threads": threads_mode}[sys.argv[2]]()
+    {"handler": handler_mode, "threads": threads_mode, "burst": burst_mode}[sys.argv[2]]()
