@@ -1,10 +1,16 @@
-//! The command line: `reflex run`, `reflex check`.
+//! The command line: `reflex run`, `reflex validate`, `reflex check`.
+
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::kernel::Settings;
-use crate::policy::{Mode, Policy, Target};
+use crate::kernel::attach::Choice;
+use crate::policy::check::Loaded;
+use crate::policy::{self, Action, Diagnostic, Diagnostics, Env, Location, Target};
+use crate::rules;
 use crate::signal::Signal;
+use crate::syscall::Arch;
 
 /// Kernel-speed reflexes for Linux processes.
 ///
@@ -23,27 +29,35 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load the rules and answer from the kernel until Ctrl-C or SIGTERM.
+    /// Load policies and answer from the kernel until Ctrl-C or SIGTERM.
     ///
-    /// With no options: every process that calls ptrace gets SIGKILL. Scope it
-    /// with --ppid when you try it by hand.
+    /// With no policy: every process that calls ptrace gets SIGKILL (the
+    /// built-in seed policy). Scope it with --ppid when you try it by hand.
+    /// SIGHUP, or a change to a policy file, reloads the policies.
     Run(RunArgs),
+    /// Check policy files without loading anything (no privileges needed).
+    Validate(ValidateArgs),
     /// Check what this machine lets reflex do; needs no flags, works without root.
     Check,
 }
 
 #[derive(Debug, Args, Clone, PartialEq, Eq)]
 pub struct RunArgs {
-    /// Only processes whose parent (real_parent->tgid) is PID.
+    /// Policy files or directories (their *.yaml files, by name). Earlier
+    /// rules take precedence. None: the built-in seed policy.
+    #[arg(value_name = "POLICY")]
+    pub policies: Vec<PathBuf>,
+    /// Only processes whose parent (real_parent->tgid) is PID, for every rule.
     #[arg(long, value_name = "PID")]
     pub ppid: Option<u32>,
-    /// Signal to send: a name (SIGKILL, KILL, SIGSTOP, SIGUSR1, SIGRTMIN+1) or a number.
-    #[arg(long, short, value_name = "SIGNAL", default_value = "SIGKILL")]
-    pub signal: Signal,
-    /// Signal only the calling thread (bpf_send_signal_thread), not its whole process.
+    /// Signal for the built-in policy: a name (SIGKILL, KILL, SIGSTOP, SIGUSR1,
+    /// SIGRTMIN+1) or a number. Default SIGKILL.
+    #[arg(long, short, value_name = "SIGNAL")]
+    pub signal: Option<Signal>,
+    /// Built-in policy: signal only the calling thread (bpf_send_signal_thread).
     #[arg(long)]
     pub thread: bool,
-    /// Send nothing; report what would have been sent.
+    /// Send nothing; report what would have been sent (every rule in monitor mode).
     #[arg(long)]
     pub dry_run: bool,
     /// One JSON object per line on stdout instead of the table.
@@ -56,6 +70,20 @@ pub struct RunArgs {
     /// Raise it if the summary shows dropped events.
     #[arg(long, value_name = "KIB", default_value = "256", value_parser = parse_ring_kib)]
     pub ring_buffer: u32,
+    /// How syscalls are hooked: auto (chosen from measured costs), tracepoint
+    /// (one per syscall) or raw (one tp_btf/sys_enter program).
+    #[arg(long, value_name = "HOW", default_value = "auto")]
+    pub attach: Choice,
+}
+
+#[derive(Debug, Args, Clone, PartialEq, Eq)]
+pub struct ValidateArgs {
+    /// Policy files or directories.
+    #[arg(value_name = "POLICY", required = true)]
+    pub policies: Vec<PathBuf>,
+    /// Resolve syscall names for this architecture (x86_64 or aarch64).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<Arch>,
 }
 
 fn parse_ring_kib(s: &str) -> Result<u32, String> {
@@ -74,31 +102,78 @@ impl RunArgs {
     pub fn settings(&self) -> Settings {
         Settings {
             ring_buffer_bytes: self.ring_buffer * 1024,
+            scope_ppid: self.ppid.unwrap_or(0),
+            ..Settings::default()
         }
     }
 
-    /// The seed's policy, adjusted by these flags.
-    pub fn policy(&self) -> Policy {
-        let mut policy = Policy::seed();
-        let rule = &mut policy.rules[0];
-        rule.ppid = self.ppid;
-        rule.signal = self.signal;
-        rule.target = if self.thread {
-            Target::Thread
-        } else {
-            Target::Process
-        };
-        if self.dry_run {
-            policy.mode = Mode::Monitor;
+    pub fn options(&self) -> rules::Options {
+        rules::Options {
+            monitor_all: self.dry_run,
         }
-        policy.protect = self.protect.clone();
-        policy
+    }
+
+    /// Flags that make no sense together, before anything is read.
+    pub fn conflicts(&self) -> Option<String> {
+        if !self.policies.is_empty() && (self.signal.is_some() || self.thread) {
+            return Some(
+                "--signal and --thread apply to the built-in policy only: with policy files, \
+                 say it in the rule (`action: {signal: SIGSTOP, thread: true}`)"
+                    .into(),
+            );
+        }
+        if self.ppid == Some(0) {
+            return Some(
+                "--ppid 0 would match nothing real: omit --ppid to match every parent".into(),
+            );
+        }
+        if self.protect.contains(&0) {
+            return Some("--protect 0: pids start at 1".into());
+        }
+        None
+    }
+
+    /// The policy to run: the files, or the seed adjusted by the flags; plus
+    /// `--protect` pids.
+    pub fn load(&self, env: &Env) -> Result<Loaded, Diagnostics> {
+        let mut loaded = if self.policies.is_empty() {
+            let mut loaded = policy::load_str(policy::SEED, policy::SEED_NAME.as_ref(), env)?;
+            let rule = &mut loaded.policy.rules[0];
+            rule.action = Action::Signal {
+                signal: self.signal.unwrap_or(Signal::KILL),
+                target: if self.thread {
+                    Target::Thread
+                } else {
+                    Target::Process
+                },
+            };
+            loaded
+        } else {
+            policy::load(&self.policies, env)?
+        };
+        let p = &mut loaded.policy.protect.pids;
+        p.extend(&self.protect);
+        p.sort_unstable();
+        p.dedup();
+        Ok(loaded)
+    }
+
+    /// The policy compiled, or every diagnostic.
+    pub fn compile(&self, env: &Env) -> Result<(Loaded, rules::RuleSet), Diagnostics> {
+        if let Some(msg) = self.conflicts() {
+            let at = Location::file(&policy::diag::shown("command line".as_ref()));
+            return Err(Diagnostics(vec![Diagnostic::error(at, msg)]));
+        }
+        let loaded = self.load(env)?;
+        let set = rules::compile(&loaded.policy, self.options())?;
+        Ok((loaded, set))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Mode;
     use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -120,7 +195,10 @@ mod tests {
     #[test]
     fn run_without_arguments_is_the_seed() {
         let a = run_args(&["run"]);
-        assert_eq!(a.policy(), Policy::seed());
+        let loaded = a.load(&Env::host()).unwrap();
+        assert_eq!(loaded.policy.rules, policy::Policy::seed().rules);
+        assert_eq!(a.settings(), Settings::default());
+        assert_eq!(a.attach, Choice::Auto);
     }
 
     #[test]
@@ -138,18 +216,33 @@ mod tests {
             "7",
             "--protect",
             "8",
+            "--attach",
+            "raw",
         ]);
         assert!(a.json);
-        let p = a.policy();
-        assert_eq!(p.rules[0].ppid, Some(42));
-        assert_eq!(p.rules[0].signal.number(), libc::SIGUSR1);
-        assert_eq!(p.rules[0].target, Target::Thread);
-        assert_eq!(p.mode, Mode::Monitor);
-        assert_eq!(p.protect, vec![7, 8]);
-        assert_eq!(run_args(&["run", "-s", "9"]).signal, Signal::KILL);
+        assert_eq!(a.settings().scope_ppid, 42);
+        let (loaded, set) = a.compile(&Env::host()).unwrap();
+        let rule = &loaded.policy.rules[0];
         assert_eq!(
-            run_args(&["run", "--signal=stop"]).signal.number(),
-            libc::SIGSTOP
+            rule.action,
+            Action::Signal {
+                signal: "SIGUSR1".parse().unwrap(),
+                target: Target::Thread
+            }
+        );
+        assert_eq!(
+            rule.mode,
+            Mode::Enforce,
+            "--dry-run is applied when compiling"
+        );
+        assert!(set.rules[0].monitor);
+        assert_eq!(loaded.policy.protect.pids, vec![7, 8]);
+        assert_eq!(run_args(&["run", "-s", "9"]).signal, Some(Signal::KILL));
+        assert_eq!(
+            run_args(&["run", "--signal=stop"])
+                .signal
+                .map(|s| s.number()),
+            Some(libc::SIGSTOP)
         );
     }
 
@@ -167,6 +260,8 @@ mod tests {
         let err = parse(&["run", "--ppid", "abc"]).unwrap_err().to_string();
         assert!(err.contains("invalid digit"), "{err}");
         assert!(parse(&["check", "--ppid", "3"]).is_err());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["validate"]).is_err(), "validate needs a file");
         for bad in ["3", "100", "0", "2097152", "x"] {
             let err = parse(&["run", "--ring-buffer", bad])
                 .unwrap_err()
@@ -179,7 +274,24 @@ mod tests {
                 .ring_buffer_bytes,
             4096
         );
-        assert_eq!(run_args(&["run"]).settings(), Settings::default());
-        assert!(parse(&[]).is_err());
+        let err = parse(&["run", "--attach", "kprobe"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown attach strategy 'kprobe'"), "{err}");
+    }
+
+    #[test]
+    fn conflicting_flags() {
+        let a = run_args(&["run", "policy.yaml", "--signal", "SIGSTOP"]);
+        let err = a.compile(&Env::host()).unwrap_err().to_string();
+        assert!(
+            err.contains("--signal and --thread apply to the built-in policy only"),
+            "{err}"
+        );
+        let err = run_args(&["run", "--ppid", "0"])
+            .compile(&Env::host())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("omit --ppid"), "{err}");
     }
 }

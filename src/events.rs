@@ -20,6 +20,8 @@ pub enum Outcome {
     WouldSignal,
     /// A safety rule stopped the signal.
     Skipped(SkipReason),
+    /// The rule only reports.
+    Audited,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,7 @@ impl Outcome {
             Outcome::Failed(_) => "failed",
             Outcome::WouldSignal => "would-signal",
             Outcome::Skipped(_) => "skipped",
+            Outcome::Audited => "audited",
         }
     }
 }
@@ -64,10 +67,16 @@ pub struct Event {
     pub gid: u32,
     pub comm: String,
     pub syscall: String,
-    pub signal: Signal,
+    pub args: [u64; 6],
+    pub cgroup_id: u64,
+    /// None for audit rules.
+    pub signal: Option<Signal>,
     pub target: Target,
     pub outcome: Outcome,
 }
+
+/// The rule names of each rule set, by rule index.
+pub type RuleNames = [Vec<String>; 2];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -108,8 +117,8 @@ impl Default for Clock {
 }
 
 impl Event {
-    /// Decodes one ring buffer record.
-    pub fn decode(bytes: &[u8], clock: &Clock, rule: &str) -> Result<Event, DecodeError> {
+    /// Decodes one ring buffer record; `rules` names the rules of each set.
+    pub fn decode(bytes: &[u8], clock: &Clock, rules: &RuleNames) -> Result<Event, DecodeError> {
         let want = std::mem::size_of::<reflex_event>();
         if bytes.len() < want {
             return Err(DecodeError::Size {
@@ -122,15 +131,20 @@ impl Event {
         // least size_of::<reflex_event>() bytes; read_unaligned copes with any
         // alignment.
         let raw: reflex_event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-        Event::from_raw(&raw, clock, rule)
+        Event::from_raw(&raw, clock, rules)
     }
 
-    pub fn from_raw(raw: &reflex_event, clock: &Clock, rule: &str) -> Result<Event, DecodeError> {
+    pub fn from_raw(
+        raw: &reflex_event,
+        clock: &Clock,
+        rules: &RuleNames,
+    ) -> Result<Event, DecodeError> {
         let field = |field, value: i64| DecodeError::Field { field, value };
         let outcome = match A(u32::from(raw.action)) {
             A::REFLEX_ACTION_SIGNALLED => Outcome::Signalled,
             A::REFLEX_ACTION_FAILED => Outcome::Failed(Errno::from_raw(-raw.result)),
             A::REFLEX_ACTION_WOULD_SIGNAL => Outcome::WouldSignal,
+            A::REFLEX_ACTION_AUDITED => Outcome::Audited,
             A::REFLEX_ACTION_SKIPPED => Outcome::Skipped(match K(u32::from(raw.skip)) {
                 K::REFLEX_SKIP_INIT => SkipReason::Init,
                 K::REFLEX_SKIP_KTHREAD => SkipReason::KernelThread,
@@ -145,8 +159,15 @@ impl Event {
             reflex_target::REFLEX_TARGET_THREAD => Target::Thread,
             other => return Err(field("target", other.0.into())),
         };
-        let signal =
-            Signal::from_number(raw.signal).ok_or_else(|| field("signal", raw.signal.into()))?;
+        let signal = match (outcome, raw.signal) {
+            (Outcome::Audited, _) => None,
+            (_, n) => Some(Signal::from_number(n).ok_or_else(|| field("signal", n.into()))?),
+        };
+        let rule = rules
+            .get(usize::from(raw.set))
+            .and_then(|set| set.get(raw.rule as usize))
+            .cloned()
+            .unwrap_or_else(|| format!("rule #{} of set {}", raw.rule, raw.set));
         let comm: Vec<u8> = raw
             .comm
             .iter()
@@ -155,7 +176,7 @@ impl Event {
             .collect();
         Ok(Event {
             time: clock.wall(raw.boot_ns),
-            rule: rule.to_string(),
+            rule,
             pid: raw.pid,
             tid: raw.tid,
             ppid: raw.ppid,
@@ -165,6 +186,8 @@ impl Event {
             syscall: syscall::name(raw.syscall_nr)
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("syscall_{}", raw.syscall_nr)),
+            args: raw.args,
+            cgroup_id: raw.cgroup_id,
             signal,
             target,
             outcome,
@@ -175,6 +198,10 @@ impl Event {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    pub(crate) fn names() -> RuleNames {
+        [vec!["no-ptrace".to_string()], Vec::new()]
+    }
 
     /// A record as the kernel would write it for `strace` calling ptrace.
     pub(crate) fn raw_event() -> reflex_event {
@@ -211,12 +238,13 @@ pub(crate) mod tests {
     #[test]
     fn decodes_a_kernel_record() {
         let clock = Clock { boot_epoch_ns: 0 };
-        let e = Event::decode(&as_bytes(&raw_event()), &clock, "no-ptrace").unwrap();
+        let e = Event::decode(&as_bytes(&raw_event()), &clock, &names()).unwrap();
+        assert_eq!(e.rule, "no-ptrace");
         assert_eq!(e.pid, 4242);
         assert_eq!(e.tid, 4243);
         assert_eq!(e.comm, "strace");
         assert_eq!(e.syscall, "ptrace");
-        assert_eq!(e.signal, Signal::KILL);
+        assert_eq!(e.signal, Some(Signal::KILL));
         assert_eq!(e.outcome, Outcome::Signalled);
         assert_eq!(e.time, SystemTime::UNIX_EPOCH + Duration::from_secs(1));
     }
@@ -226,7 +254,7 @@ pub(crate) mod tests {
         let mut raw = raw_event();
         raw.action = A::REFLEX_ACTION_FAILED.0 as u8;
         raw.result = -libc::EAGAIN;
-        let e = Event::from_raw(&raw, &Clock::new(), "r").unwrap();
+        let e = Event::from_raw(&raw, &Clock::new(), &names()).unwrap();
         assert_eq!(e.outcome, Outcome::Failed(Errno::EAGAIN));
     }
 
@@ -234,18 +262,31 @@ pub(crate) mod tests {
     fn short_or_corrupt_records_are_errors() {
         let clock = Clock::new();
         assert!(matches!(
-            Event::decode(&[0u8; 8], &clock, "r"),
+            Event::decode(&[0u8; 8], &clock, &names()),
             Err(DecodeError::Size { got: 8, .. })
         ));
         let mut raw = raw_event();
         raw.action = 99;
         assert_eq!(
-            Event::from_raw(&raw, &clock, "r"),
+            Event::from_raw(&raw, &clock, &names()),
             Err(DecodeError::Field {
                 field: "action",
                 value: 99
             })
         );
+    }
+
+    #[test]
+    fn audits_carry_no_signal_and_unknown_rules_are_named_by_index() {
+        let mut raw = raw_event();
+        raw.action = A::REFLEX_ACTION_AUDITED.0 as u8;
+        raw.signal = 0;
+        raw.rule = 7;
+        raw.set = 1;
+        let e = Event::from_raw(&raw, &Clock::new(), &names()).unwrap();
+        assert_eq!(e.outcome, Outcome::Audited);
+        assert_eq!(e.signal, None);
+        assert_eq!(e.rule, "rule #7 of set 1");
     }
 
     #[test]

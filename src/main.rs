@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run(args) => cmd::run::run(args),
         Command::Check => return cmd::check::check(),
+        Command::Validate(args) => return cmd::validate::validate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,10 +1,47 @@
-//! Syscall names and numbers for the architecture reflex runs on, from the
-//! maintained `syscalls` crate tables (x86_64 and aarch64).
+//! Syscall names and numbers, from the maintained `syscalls` crate tables:
+//! the machine's own architecture, and x86_64 or aarch64 on request (so a
+//! policy can be checked for the other one).
 
-#[cfg(target_arch = "aarch64")]
-use ::syscalls::aarch64::Sysno;
-#[cfg(target_arch = "x86_64")]
-use ::syscalls::x86_64::Sysno;
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
+    pub fn host() -> Arch {
+        if cfg!(target_arch = "aarch64") {
+            Arch::Aarch64
+        } else {
+            Arch::X86_64
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        })
+    }
+}
+
+impl FromStr for Arch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Arch, String> {
+        match s {
+            "x86_64" | "amd64" => Ok(Arch::X86_64),
+            "aarch64" | "arm64" => Ok(Arch::Aarch64),
+            other => Err(format!(
+                "unknown architecture '{other}': use x86_64 or aarch64"
+            )),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown syscall '{name}'{hint}")]
@@ -13,24 +50,53 @@ pub struct UnknownSyscall {
     hint: String,
 }
 
-/// Canonical name and number of a syscall given by name.
-pub fn resolve(name: &str) -> Result<(&'static str, i32), UnknownSyscall> {
-    let wanted = name.trim();
-    if let Ok(sysno) = wanted.parse::<Sysno>() {
-        return Ok((sysno.name(), sysno.id()));
+fn lookup(arch: Arch, name: &str) -> Option<(&'static str, i32)> {
+    match arch {
+        Arch::X86_64 => name
+            .parse::<::syscalls::x86_64::Sysno>()
+            .ok()
+            .map(|s| (s.name(), s.id())),
+        Arch::Aarch64 => name
+            .parse::<::syscalls::aarch64::Sysno>()
+            .ok()
+            .map(|s| (s.name(), s.id())),
     }
-    let hint = crate::suggest::closest(wanted, Sysno::iter().map(|s| s.name()))
-        .map(|s| format!(" — did you mean '{s}'?"))
-        .unwrap_or_else(|| format!(" on {}", std::env::consts::ARCH));
+}
+
+fn names(arch: Arch) -> Vec<&'static str> {
+    match arch {
+        Arch::X86_64 => ::syscalls::x86_64::Sysno::iter()
+            .map(|s| s.name())
+            .collect(),
+        Arch::Aarch64 => ::syscalls::aarch64::Sysno::iter()
+            .map(|s| s.name())
+            .collect(),
+    }
+}
+
+/// Canonical name and number of a syscall given by name, on `arch`.
+pub fn resolve(arch: Arch, name: &str) -> Result<(&'static str, i32), UnknownSyscall> {
+    let wanted = name.trim();
+    if let Some(found) = lookup(arch, wanted) {
+        return Ok(found);
+    }
+    let hint = match crate::suggest::closest(wanted, names(arch)) {
+        Some(s) => format!(" — did you mean '{s}'?"),
+        None => format!(" on {arch}"),
+    };
     Err(UnknownSyscall {
         name: wanted.to_string(),
         hint,
     })
 }
 
-/// Name of a syscall number, if this architecture has one.
+/// Name of a syscall number on the machine's architecture.
 pub fn name(nr: i32) -> Option<&'static str> {
-    Sysno::new(usize::try_from(nr).ok()?).map(|s| s.name())
+    let nr = usize::try_from(nr).ok()?;
+    match Arch::host() {
+        Arch::X86_64 => ::syscalls::x86_64::Sysno::new(nr).map(|s| s.name()),
+        Arch::Aarch64 => ::syscalls::aarch64::Sysno::new(nr).map(|s| s.name()),
+    }
 }
 
 #[cfg(test)]
@@ -39,7 +105,7 @@ mod tests {
 
     #[test]
     fn names_and_numbers() {
-        let (name, nr) = resolve("ptrace").unwrap();
+        let (name, nr) = resolve(Arch::host(), "ptrace").unwrap();
         assert_eq!(name, "ptrace");
         assert_eq!(nr, libc::SYS_ptrace as i32);
         assert_eq!(super::name(nr), Some("ptrace"));
@@ -48,10 +114,19 @@ mod tests {
     }
 
     #[test]
+    fn both_architectures() {
+        assert_eq!(resolve(Arch::X86_64, "ptrace").unwrap().1, 101);
+        assert_eq!(resolve(Arch::Aarch64, "ptrace").unwrap().1, 117);
+        assert_eq!(resolve(Arch::X86_64, "open").unwrap().1, 2);
+        let err = resolve(Arch::Aarch64, "open").unwrap_err().to_string();
+        assert!(err.starts_with("unknown syscall 'open'"), "{err}");
+    }
+
+    #[test]
     fn typos_get_a_suggestion() {
-        let err = resolve("ptrce").unwrap_err().to_string();
+        let err = resolve(Arch::X86_64, "ptrce").unwrap_err().to_string();
         assert_eq!(err, "unknown syscall 'ptrce' — did you mean 'ptrace'?");
-        let err = resolve("zzzzzzzzzz").unwrap_err().to_string();
-        assert!(err.starts_with("unknown syscall 'zzzzzzzzzz' on "), "{err}");
+        let err = resolve(Arch::X86_64, "zzzzzzzzzz").unwrap_err().to_string();
+        assert_eq!(err, "unknown syscall 'zzzzzzzzzz' on x86_64");
     }
 }

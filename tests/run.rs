@@ -81,7 +81,15 @@ fn dry_run_lets_it_live_and_reports_would_signal() {
     }
     let target = strace();
     let reflex = Reflex::start(&["--ppid", &target.ppid.to_string(), "--dry-run", "--json"]);
-    assert!(reflex.banner.contains("dry run"), "{}", reflex.banner);
+    assert!(
+        reflex
+            .stderr
+            .seen
+            .iter()
+            .any(|l| l.contains("monitor: nothing is sent")),
+        "{:?}",
+        reflex.stderr.seen
+    );
     let pid = target.pid;
     let (ended, _) = target.go();
     let out = reflex.stop();

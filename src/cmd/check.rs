@@ -4,9 +4,7 @@ use std::fmt::Write as _;
 use std::mem::MaybeUninit;
 
 use crate::kernel::{Kernel, Settings};
-use crate::policy::Policy;
 use crate::probe::{self, Answer, Privileges, ProgramKind};
-use crate::rules;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -153,7 +151,7 @@ pub fn rows() -> Vec<Row> {
         ),
     });
     if let Ok((path, _)) = &tracefs {
-        rows.push(if probe::syscall_tracepoint(path, "ptrace") {
+        rows.push(if probe::syscall_tracepoint(path, "ptrace").is_some() {
             row(
                 "ptrace tracepoint",
                 Status::Ok,
@@ -266,11 +264,14 @@ fn program_row(
     answer_row(name, probe::program(kind), false, yes, no)
 }
 
-/// Loads reflex's own object (the seed policy), without attaching it.
+/// Loads reflex's own object, without attaching anything.
 fn load_reflex() -> Row {
-    let rules = rules::compile(&Policy::seed()).expect("the seed policy compiles");
+    let settings = Settings {
+        load_btf_programs: probe::program(ProgramKind::TpBtf) == Answer::Yes,
+        ..Settings::default()
+    };
     let mut storage = MaybeUninit::uninit();
-    match Kernel::load(&mut storage, &rules, &Settings::default()) {
+    match Kernel::load(&mut storage, &settings) {
         Ok(_) => row("reflex programs", Status::Ok, "load and pass the verifier"),
         Err(e) => row("reflex programs", Status::Fail, e.to_string())
             .fix("see the error above; `reflex -v check` shows libbpf's log"),

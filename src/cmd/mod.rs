@@ -2,3 +2,5 @@
 
 pub mod check;
 pub mod run;
+pub mod validate;
+mod watch;

@@ -1,26 +1,33 @@
-//! `reflex run`: compile, load, attach, stream events until told to stop.
+//! `reflex run`: compile, load, attach, stream events; reload on SIGHUP or
+//! when a policy file changes; detach and summarise on SIGINT/SIGTERM.
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use libbpf_rs::RingBufferBuilder;
 
+use super::watch::Watcher;
 use crate::cli::RunArgs;
-use crate::events::{Clock, Event};
-use crate::kernel::Kernel;
-use crate::policy::Target;
-use crate::probe::{self, Privileges};
-use crate::rules::{self, Compiled};
+use crate::events::{Clock, Event, RuleNames};
+use crate::kernel::attach::{self, Offer, Plan};
+use crate::kernel::{Kernel, Settings};
+use crate::policy::check::Loaded;
+use crate::policy::{Env, Mode};
+use crate::probe::{self, Privileges, ProgramKind};
+use crate::rules::RuleSet;
 use crate::sinks::{Json, Sink, Summary, Text};
+
+/// Quiet time after a file change before reloading (editors write in steps).
+const SETTLE: Duration = Duration::from_millis(150);
 
 /// What `run` needs from the machine, checked before anything loads, each
 /// failure with its fix.
-fn preflight(rules: &Compiled) -> Result<()> {
+fn preflight() -> Result<()> {
     if let Some(missing) = Privileges::current().missing() {
         bail!(
             "reflex run needs privileges to load BPF programs: {missing}.\n  \
@@ -40,72 +47,132 @@ fn preflight(rules: &Compiled) -> Result<()> {
     if mounted {
         tracing::info!("mounted tracefs at {}", tracefs.display());
     }
-    if !probe::syscall_tracepoint(&tracefs, rules.syscall) {
-        bail!(
-            "this kernel has no tracepoint syscalls/sys_enter_{} under {} \
-             (needs CONFIG_FTRACE_SYSCALLS=y)",
-            rules.syscall,
-            tracefs.display()
-        );
+    Ok(())
+}
+
+/// What this kernel offers for `set`.
+fn offer(set: &RuleSet, raw_refused: &Option<String>) -> Offer {
+    let tracefs = probe::tracefs(false).map(|(p, _)| p).ok();
+    let mut offer = Offer {
+        raw_refused: raw_refused.clone(),
+        ..Offer::default()
+    };
+    for name in set.syscall_names() {
+        match tracefs
+            .as_ref()
+            .and_then(|t| probe::syscall_tracepoint(t, name))
+        {
+            Some(n) => {
+                offer.tracepoint_args.insert(name, n);
+            }
+            None => offer.without_tracepoint.push(name),
+        }
     }
-    if rules.target == Target::Thread {
+    offer
+}
+
+fn thread_check(set: &RuleSet) -> Result<()> {
+    let wants_thread = set.rules.iter().any(|r| {
+        matches!(
+            r.verdict,
+            crate::rules::Verdict::Signal {
+                target: crate::policy::Target::Thread,
+                ..
+            }
+        )
+    });
+    if wants_thread {
         if let probe::Answer::No(why) = probe::send_signal_thread() {
-            bail!("--thread needs bpf_send_signal_thread: {why}");
+            bail!("a rule signals threads, which needs bpf_send_signal_thread: {why}");
         }
     }
     Ok(())
 }
 
-/// One sentence on what is enforced, for the start-up banner.
-fn describe(rules: &Compiled, hooks: &[&str]) -> String {
-    let verb = if rules.dry_run {
-        "monitoring (dry run, nothing is sent)"
-    } else {
-        "enforcing"
+/// People-readable lines about what is in force.
+fn describe(loaded: &Loaded, plan: &Plan, settings: &Settings, dry_run: bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    for r in &loaded.policy.rules {
+        let on: Vec<&str> = r.syscalls.iter().map(|s| s.name).collect();
+        let mode = if dry_run || r.mode == Mode::Monitor {
+            " (monitor: nothing is sent)"
+        } else {
+            ""
+        };
+        lines.push(format!(
+            "reflex: rule '{}' ({}): on {}, {}{mode}",
+            r.name,
+            r.at,
+            on.join(", "),
+            r.action.describe()
+        ));
+    }
+    let p = &loaded.policy.protect;
+    if !p.pids.is_empty() || p.tracks_processes() {
+        lines.push(format!(
+            "reflex: protected besides pid 1 and reflex: {} pids, {} executables, {} cgroups",
+            p.pids.len(),
+            p.executables.len(),
+            p.cgroups.len()
+        ));
+    }
+    lines.push(format!(
+        "reflex: hooks: {} ({})",
+        plan.strategy, plan.reason
+    ));
+    let whom = match settings.scope_ppid {
+        0 => "every process on this machine".to_string(),
+        ppid => format!("children of pid {ppid} only"),
     };
-    let aim = match rules.target {
-        Target::Process => "the calling process",
-        Target::Thread => "the calling thread",
-    };
-    let whom = match rules.target_ppid {
-        0 => "every caller on this machine".to_string(),
-        ppid => format!("callers whose parent is pid {ppid}"),
-    };
-    format!(
-        "reflex: attached to {}; {verb} rule '{}': on {}, {} to {aim}, for {whom}. Ctrl-C to stop.",
-        hooks.join(", "),
-        rules.rule,
-        rules.syscall,
-        rules.signal,
-    )
+    lines.push(format!("reflex: scope: {whom}"));
+    lines
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    let rules = rules::compile(&args.policy())?;
-    if rules.target_ppid != 0
-        && !std::path::Path::new(&format!("/proc/{}", rules.target_ppid)).exists()
-    {
-        tracing::warn!(
-            "no process has pid {} now: the rule matches nothing until one does",
-            rules.target_ppid
-        );
+    let env = Env::host();
+    let (loaded, set) = args.compile(&env)?;
+    for w in &loaded.warnings {
+        eprintln!("{w}");
     }
-    preflight(&rules)?;
+    if let Some(ppid) = args.ppid {
+        if !std::path::Path::new(&format!("/proc/{ppid}")).exists() {
+            tracing::warn!("no process has pid {ppid} now: the rules match nothing until one does");
+        }
+    }
+    preflight()?;
+    thread_check(&set)?;
+    let raw_refused = match probe::program(ProgramKind::TpBtf) {
+        probe::Answer::Yes => None,
+        probe::Answer::No(why) | probe::Answer::Unknown(why) => Some(format!("tp_btf {why}")),
+    };
+    let plan =
+        attach::plan(&set, args.attach, &offer(&set, &raw_refused)).map_err(anyhow::Error::msg)?;
+    let mut settings = args.settings();
+    settings.load_btf_programs = raw_refused.is_none();
 
     let stop = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .context("installing signal handlers")?;
+    let watcher = if args.policies.is_empty() {
+        None
+    } else {
+        Some(Watcher::new(&args.policies).context("watching the policy files")?)
+    };
 
     let mut storage = MaybeUninit::uninit();
-    let mut kernel = Kernel::load(&mut storage, &rules, &args.settings())?;
+    let mut kernel = Kernel::load(&mut storage, &settings)?;
     let sink: RefCell<Box<dyn Sink>> = RefCell::new(if args.json {
         Box::new(Json::new(io::stdout()))
     } else {
         Box::new(Text::new(io::stdout()))
     });
     let clock = Clock::new();
+    let names: RefCell<RuleNames> = RefCell::default();
     let received = Cell::new(0u64);
     let undecodable = Cell::new(0u64);
     let broken_pipe = Cell::new(false);
@@ -113,7 +180,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut builder = RingBufferBuilder::new();
     builder
         .add(kernel.events_map(), |data: &[u8]| {
-            match Event::decode(data, &clock, &rules.rule) {
+            match Event::decode(data, &clock, &names.borrow()) {
                 Ok(event) => {
                     received.set(received.get() + 1);
                     if let Err(e) = sink.borrow_mut().event(&event) {
@@ -136,15 +203,49 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .build()
         .context("setting up the event ring buffer")?;
 
-    // The ring buffer is read before the programs attach, so no event can be
-    // missed; the banner is printed only once enforcement is on.
-    kernel.attach()?;
+    // The ring buffer is read before the rules are installed, so no event can
+    // be missed; the banner is printed only once enforcement is on.
+    kernel.install(&set, &plan)?;
+    *names.borrow_mut() = kernel.rule_names();
     sink.borrow_mut().start()?;
-    eprintln!("{}", describe(&rules, &kernel.hooks()));
+    for line in describe(&loaded, &plan, &settings, args.dry_run) {
+        eprintln!("{line}");
+    }
+    eprintln!(
+        "reflex: attached to {}. Ctrl-C to stop{}.",
+        kernel.hooks().join(", "),
+        if args.policies.is_empty() {
+            ""
+        } else {
+            "; SIGHUP or a change to a policy file reloads"
+        }
+    );
+
+    let mut changed_at: Option<Instant> = None;
+    let mut reloads = 0u64;
     while !stop.load(Ordering::Relaxed) && !broken_pipe.get() {
         if let Err(e) = ring.poll(Duration::from_millis(100)) {
             if e.kind() != libbpf_rs::ErrorKind::Interrupted && !broken_pipe.get() {
                 return Err(e).context("reading events");
+            }
+        }
+        if watcher.as_ref().is_some_and(Watcher::changed) {
+            changed_at = Some(Instant::now());
+        }
+        let settled = changed_at.is_some_and(|t| t.elapsed() >= SETTLE);
+        if hup.swap(false, Ordering::Relaxed) || settled {
+            changed_at = None;
+            // Events of the set about to be rewritten are named first.
+            let _ = ring.consume();
+            match reload(args, &env, &raw_refused, &mut kernel) {
+                Ok(text) => {
+                    reloads += 1;
+                    *names.borrow_mut() = kernel.rule_names();
+                    eprintln!("{text}");
+                }
+                Err(e) => {
+                    eprintln!("reflex: reload refused; the rules in force stay in force:\n{e:#}")
+                }
             }
         }
     }
@@ -158,8 +259,31 @@ pub fn run(args: &RunArgs) -> Result<()> {
         received: received.get(),
         undecodable: undecodable.get(),
     };
-    eprintln!("reflex: detached.");
+    eprintln!("reflex: detached after {reloads} reloads.");
     eprintln!("{summary}");
     let _ = io::stdout().flush();
     Ok(())
+}
+
+/// Reads, checks and installs the policies again.
+fn reload(
+    args: &RunArgs,
+    env: &Env,
+    raw_refused: &Option<String>,
+    kernel: &mut Kernel,
+) -> Result<String> {
+    let (loaded, set) = args.compile(env)?;
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+    thread_check(&set)?;
+    let plan =
+        attach::plan(&set, args.attach, &offer(&set, raw_refused)).map_err(anyhow::Error::msg)?;
+    kernel.install(&set, &plan)?;
+    Ok(format!(
+        "reflex: reloaded {} rules ({} hooks: {})",
+        set.rules.len(),
+        plan.strategy,
+        kernel.hooks().join(", ")
+    ))
 }

@@ -1,17 +1,28 @@
-//! Stage 3 — maps and kernel programs: load the BPF object, write the compiled
-//! rules into it, attach, and hand out its event stream and counters.
+//! Stage 3 — maps and kernel programs: load the BPF object, write compiled
+//! rule sets into its maps, attach what they need, and hand out the event
+//! stream and counters.
+//!
+//! Rule sets are double-buffered: [`Kernel::install`] writes the inactive set,
+//! attaches any new hooks, then flips `state.active` in one map write. There is
+//! no instant when neither the old nor the new rules apply, and a failure
+//! before the flip leaves the old rules in force.
 //!
 //! Dropping [`Kernel`] detaches every program: enforcement lives exactly as
 //! long as the reflex process that loaded it (nothing is pinned).
 
+pub mod attach;
+mod protect;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, OpenObject, PrintLevel};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, PrintLevel, TracepointCategory};
 
 use crate::policy::Target;
-use crate::rules::Compiled;
+use crate::rules::{RuleSet, Verdict};
+use attach::{Plan, Strategy};
 
 #[allow(clippy::all, dead_code, unused_imports, non_camel_case_types)]
 mod skel {
@@ -20,6 +31,7 @@ mod skel {
 
 /// The kernel/user boundary types, generated from `bpf/reflex.h` via BTF.
 pub use skel::types;
+use types::{reflex_handler as H, reflex_limit as L, reflex_verdict as V};
 
 /// Sums of the kernel's per-CPU counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,8 +41,30 @@ pub struct Stats {
     pub failed: u64,
     pub would_signal: u64,
     pub skipped: u64,
+    pub audited: u64,
     /// Events the kernel could not reserve room for in the ring buffer.
     pub dropped: u64,
+}
+
+/// Load-time settings: fixed for the life of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Size of the event ring buffer: a power of two, at least one page.
+    pub ring_buffer_bytes: u32,
+    /// Only calls from children of this process are considered (0: all).
+    pub scope_ppid: u32,
+    /// Load the tp_btf programs (raw syscall hook, protected-set followers).
+    pub load_btf_programs: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            ring_buffer_bytes: 256 * 1024,
+            scope_ppid: 0,
+            load_btf_programs: true,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,19 +80,33 @@ pub enum LoadError {
     #[error("attaching {program} to {hook} failed: {source}{}", attach_hint(.source))]
     Attach {
         program: &'static str,
-        hook: &'static str,
+        hook: String,
         source: libbpf_rs::Error,
     },
-    #[error("setting up the {map} map failed: {source}")]
+    #[error("writing the {map} map failed: {source}")]
     Map {
         map: &'static str,
         source: libbpf_rs::Error,
     },
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 fn explain_load(source: &libbpf_rs::Error, log: &str) -> String {
-    let mut text = format!("the kernel refused reflex's BPF programs: {source}");
-    if source.kind() == libbpf_rs::ErrorKind::PermissionDenied {
+    let verifier = log.contains("-- BEGIN PROG LOAD LOG --");
+    let mut text = if verifier {
+        let program = log
+            .lines()
+            .find_map(|l| l.strip_prefix("libbpf: prog '")?.split('\'').next())
+            .unwrap_or("?");
+        format!(
+            "the kernel's verifier rejected reflex's program '{program}' ({source}): \
+             this is a bug in reflex for this kernel; please report it with the log below"
+        )
+    } else {
+        format!("the kernel refused reflex's BPF programs: {source}")
+    };
+    if !verifier && source.kind() == libbpf_rs::ErrorKind::PermissionDenied {
         text.push_str(
             "\n  Loading needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): run as root. \
              If you are root, kernel lockdown or a security module may forbid BPF; \
@@ -88,34 +136,51 @@ fn attach_hint(source: &libbpf_rs::Error) -> &'static str {
     }
 }
 
-/// How the kernel side is sized; not part of any rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
-    /// Size of the event ring buffer: a power of two, at least one page.
-    pub ring_buffer_bytes: u32,
+fn map_err(map: &'static str) -> impl Fn(libbpf_rs::Error) -> LoadError {
+    move |source| LoadError::Map { map, source }
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            ring_buffer_bytes: 256 * 1024,
-        }
-    }
+/// Bytes of a generated boundary type, for map keys and values.
+fn bytes_of<T: Copy>(v: &T) -> &[u8] {
+    // SAFETY: T is one of the #[repr(C)] plain-data types generated from the
+    // object's BTF; its padding is explicit (and zeroed by Default).
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
 }
 
-/// reflex's programs, loaded and attached.
+const MAX_SYSCALLS: u32 = L::REFLEX_MAX_SYSCALLS.0;
+const MAX_RULES: u32 = L::REFLEX_MAX_RULES.0;
+
+/// What one rule set slot holds, to clear it before reuse and to name rules
+/// in events.
+#[derive(Debug, Default)]
+struct Slot {
+    syscalls: Vec<i32>,
+    matches: Vec<types::reflex_match_key>,
+    rules: Vec<String>,
+}
+
+/// reflex's programs, loaded, with what is attached.
 pub struct Kernel<'obj> {
     skel: skel::ReflexSkel<'obj>,
+    /// The set in force, once one is installed.
+    active: Option<u32>,
+    slots: [Slot; 2],
+    tracepoints: BTreeMap<i32, (&'static str, Link)>,
+    raw: Option<Link>,
+    followers: Vec<Link>,
+    /// Protected executables and cgroups in force, and those of the rules
+    /// being replaced.
+    protected_objects: (Vec<types::reflex_file_key>, Vec<u64>),
+    retired_objects: (Vec<types::reflex_file_key>, Vec<u64>),
+    settings: Settings,
+    plan: Option<Plan>,
 }
 
 impl<'obj> Kernel<'obj> {
-    /// Loads the object with `rules` baked in; nothing runs until [`attach`].
+    /// Loads the object; nothing is enforced until [`Kernel::install`].
     /// Nothing stays loaded if any step fails.
-    ///
-    /// [`attach`]: Kernel::attach
     pub fn load(
         storage: &'obj mut MaybeUninit<OpenObject>,
-        rules: &Compiled,
         settings: &Settings,
     ) -> Result<Kernel<'obj>, LoadError> {
         let mut open = skel::ReflexSkelBuilder::default()
@@ -124,69 +189,369 @@ impl<'obj> Kernel<'obj> {
         open.maps
             .events
             .set_max_entries(settings.ring_buffer_bytes)
-            .map_err(|source| LoadError::Map {
-                map: "events",
-                source,
-            })?;
+            .map_err(map_err("events"))?;
         let rodata = open
             .maps
             .rodata_data
             .as_deref_mut()
             .expect("reflex.bpf.c has const volatile globals");
-        rodata.target_ppid = rules.target_ppid;
-        rodata.signal_nr = rules.signal.number();
-        rodata.target = match rules.target {
-            Target::Process => types::reflex_target::REFLEX_TARGET_PROCESS.0 as u8,
-            Target::Thread => types::reflex_target::REFLEX_TARGET_THREAD.0 as u8,
-        };
-        rodata.dry_run = rules.dry_run;
         rodata.reflex_tgid = std::process::id();
-
+        rodata.scope_ppid = settings.scope_ppid;
+        for prog in [
+            &mut open.progs.reflex_raw,
+            &mut open.progs.reflex_fork,
+            &mut open.progs.reflex_exec,
+            &mut open.progs.reflex_exit,
+        ] {
+            prog.set_autoload(settings.load_btf_programs);
+        }
         let skel = with_libbpf_log(|| open.load())
             .map_err(|(source, log)| LoadError::Load { source, log })?;
-        let kernel = Kernel { skel };
-        for pid in &rules.protect {
-            kernel
-                .skel
-                .maps
-                .protected_pids
-                .update(&pid.to_ne_bytes(), &[1], MapFlags::ANY)
-                .map_err(|source| LoadError::Map {
-                    map: "protected_pids",
-                    source,
-                })?;
-        }
-        Ok(kernel)
+        Ok(Kernel {
+            skel,
+            active: None,
+            slots: Default::default(),
+            tracepoints: BTreeMap::new(),
+            raw: None,
+            followers: Vec::new(),
+            protected_objects: Default::default(),
+            retired_objects: Default::default(),
+            settings: *settings,
+            plan: None,
+        })
     }
 
-    /// Attaches the programs: from here on, rules are enforced.
-    pub fn attach(&mut self) -> Result<(), LoadError> {
-        let link = self
-            .skel
-            .progs
-            .reflex_sys_enter_ptrace
-            .attach()
-            .map_err(|source| LoadError::Attach {
-                program: "reflex_sys_enter_ptrace",
-                hook: "tp/syscalls/sys_enter_ptrace",
-                source,
-            })?;
-        self.skel.links.reflex_sys_enter_ptrace = Some(link);
+    /// Puts `set` in force with one atomic switch, hooking syscalls as `plan`
+    /// says. On error the rules in force before stay in force.
+    pub fn install(&mut self, set: &RuleSet, plan: &Plan) -> Result<(), LoadError> {
+        if (plan.strategy == Strategy::Raw || set.protect.track) && !self.settings.load_btf_programs
+        {
+            return Err(LoadError::Unavailable(
+                "the tp_btf programs were not loaded: the raw syscall hook and the \
+                 protection of executables and cgroups are unavailable"
+                    .into(),
+            ));
+        }
+        let next = match self.active {
+            None => 0,
+            Some(a) => 1 - a,
+        };
+        self.clear(next)?;
+        self.write(next, set, plan)?;
+
+        // Hooks first: a hook that finds no rules for itself does nothing, so
+        // attaching before the switch is harmless.
+        let attached = self.hook(set, plan);
+        if let Err(e) = attached {
+            self.unhook_unused();
+            return Err(e);
+        }
+        self.protect(set)?;
+
+        self.switch_to(next, set.protect.cgroup_levels)?;
+        self.active = Some(next);
+        self.plan = Some(plan.clone());
+        self.unhook_unused();
+        self.forget_unprotected(set);
         Ok(())
     }
 
+    /// Zeroes what set `slot` held.
+    fn clear(&mut self, slot: u32) -> Result<(), LoadError> {
+        let old = std::mem::take(&mut self.slots[slot as usize]);
+        let empty = types::reflex_syscall::default();
+        for nr in old.syscalls {
+            let idx = slot * MAX_SYSCALLS + nr as u32;
+            self.skel
+                .maps
+                .syscalls
+                .update(&idx.to_ne_bytes(), bytes_of(&empty), MapFlags::ANY)
+                .map_err(map_err("syscalls"))?;
+        }
+        for key in &old.matches {
+            let _ = self.skel.maps.matches.delete(bytes_of(key));
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, slot: u32, set: &RuleSet, plan: &Plan) -> Result<(), LoadError> {
+        let handler = match plan.strategy {
+            Strategy::Tracepoint => H::REFLEX_HANDLER_TRACEPOINT,
+            Strategy::Raw => H::REFLEX_HANDLER_RAW,
+        };
+        let mut written = Slot::default();
+        for (id, rule) in set.rules.iter().enumerate() {
+            let mut r = types::reflex_rule {
+                id: id as u32,
+                monitor: u8::from(rule.monitor),
+                nchecks: rule.checks.len() as u8,
+                ..Default::default()
+            };
+            match rule.verdict {
+                Verdict::Audit => r.verdict = V::REFLEX_VERDICT_AUDIT.0 as u8,
+                Verdict::Signal { signal, target } => {
+                    r.verdict = V::REFLEX_VERDICT_SIGNAL.0 as u8;
+                    r.signal = signal.number();
+                    r.target = match target {
+                        Target::Process => types::reflex_target::REFLEX_TARGET_PROCESS.0 as u8,
+                        Target::Thread => types::reflex_target::REFLEX_TARGET_THREAD.0 as u8,
+                    };
+                }
+            }
+            for (dst, c) in r.checks.iter_mut().zip(&rule.checks) {
+                *dst = types::reflex_check {
+                    op: c.op.0 as u8,
+                    arg: c.arg,
+                    a: c.a,
+                    b: c.b,
+                    ..Default::default()
+                };
+            }
+            let idx = slot * MAX_RULES + id as u32;
+            self.skel
+                .maps
+                .rules
+                .update(&idx.to_ne_bytes(), bytes_of(&r), MapFlags::ANY)
+                .map_err(map_err("rules"))?;
+            written.rules.push(rule.name.clone());
+        }
+        for (key, value) in &set.matches {
+            let k = types::reflex_match_key {
+                nr: key.nr as u32,
+                set: slot as u8,
+                dim: key.dim.0,
+                value: key.value,
+                ..Default::default()
+            };
+            let v = types::reflex_match {
+                pos: value.pos,
+                neg: value.neg,
+            };
+            self.skel
+                .maps
+                .matches
+                .update(bytes_of(&k), bytes_of(&v), MapFlags::ANY)
+                .map_err(map_err("matches"))?;
+            written.matches.push(k);
+        }
+        for (&nr, table) in &set.syscalls {
+            let mut s = types::reflex_syscall {
+                rules: table.rules_mask(),
+                checked: table.checked,
+                free: table.free,
+                negated: table.negated,
+                dims: table.dims,
+                cgroup_levels: table.cgroup_levels,
+                handler: handler.0 as u8,
+                ..Default::default()
+            };
+            s.rule[..table.slots.len()].copy_from_slice(&table.slots);
+            let idx = slot * MAX_SYSCALLS + nr as u32;
+            self.skel
+                .maps
+                .syscalls
+                .update(&idx.to_ne_bytes(), bytes_of(&s), MapFlags::ANY)
+                .map_err(map_err("syscalls"))?;
+            written.syscalls.push(nr);
+        }
+        self.slots[slot as usize] = written;
+        Ok(())
+    }
+
+    /// Attaches what `plan` needs for `set` and is not attached yet.
+    fn hook(&mut self, set: &RuleSet, plan: &Plan) -> Result<(), LoadError> {
+        match plan.strategy {
+            Strategy::Tracepoint => {
+                for (&nr, table) in &set.syscalls {
+                    if self.tracepoints.contains_key(&nr) {
+                        continue;
+                    }
+                    let name = format!("sys_enter_{}", table.name);
+                    let nargs = plan.tracepoint_args.get(table.name).copied().unwrap_or(6);
+                    let progs = &self.skel.progs;
+                    let (program, prog) = match nargs {
+                        0 => ("reflex_tp0", &progs.reflex_tp0),
+                        1 => ("reflex_tp1", &progs.reflex_tp1),
+                        2 => ("reflex_tp2", &progs.reflex_tp2),
+                        3 => ("reflex_tp3", &progs.reflex_tp3),
+                        4 => ("reflex_tp4", &progs.reflex_tp4),
+                        5 => ("reflex_tp5", &progs.reflex_tp5),
+                        _ => ("reflex_tp6", &progs.reflex_tp6),
+                    };
+                    let link = prog
+                        .attach_tracepoint(TracepointCategory::Syscalls, &name)
+                        .map_err(|source| LoadError::Attach {
+                            program,
+                            hook: format!("tp/syscalls/{name}"),
+                            source,
+                        })?;
+                    self.tracepoints.insert(nr, (table.name, link));
+                }
+            }
+            Strategy::Raw => {
+                if self.raw.is_none() {
+                    let link = self.skel.progs.reflex_raw.attach().map_err(|source| {
+                        LoadError::Attach {
+                            program: "reflex_raw",
+                            hook: "tp_btf/sys_enter".into(),
+                            source,
+                        }
+                    })?;
+                    self.raw = Some(link);
+                }
+            }
+        }
+        if set.protect.track && self.followers.is_empty() {
+            let progs = &self.skel.progs;
+            for (program, prog) in [
+                ("reflex_fork", &progs.reflex_fork),
+                ("reflex_exec", &progs.reflex_exec),
+                ("reflex_exit", &progs.reflex_exit),
+            ] {
+                let link = prog.attach().map_err(|source| LoadError::Attach {
+                    program,
+                    hook: format!("tp_btf/sched_process_{}", &program[7..]),
+                    source,
+                })?;
+                self.followers.push(link);
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches hooks that the set in force does not use.
+    fn unhook_unused(&mut self) {
+        let in_force: BTreeSet<i32> = match self.active {
+            Some(a) => self.slots[a as usize].syscalls.iter().copied().collect(),
+            None => BTreeSet::new(),
+        };
+        let strategy = self.plan.as_ref().map(|p| p.strategy);
+        self.tracepoints
+            .retain(|nr, _| strategy == Some(Strategy::Tracepoint) && in_force.contains(nr));
+        if strategy != Some(Strategy::Raw) {
+            self.raw = None;
+        }
+    }
+
+    /// Writes the protected objects and the processes protected now (before
+    /// the switch, so the new rules never run without their protection).
+    fn protect(&mut self, set: &RuleSet) -> Result<(), LoadError> {
+        let p = &set.protect;
+        let exes: Vec<types::reflex_file_key> = p
+            .executables
+            .iter()
+            .map(|&(dev, ino)| types::reflex_file_key {
+                dev,
+                ino,
+                ..Default::default()
+            })
+            .collect();
+        let maps = &self.skel.maps;
+        for key in &exes {
+            maps.protected_exes
+                .update(bytes_of(key), &[1], MapFlags::ANY)
+                .map_err(map_err("protected_exes"))?;
+        }
+        for id in &p.cgroups {
+            maps.protected_cgroups
+                .update(&id.to_ne_bytes(), &[1], MapFlags::ANY)
+                .map_err(map_err("protected_cgroups"))?;
+        }
+        // The followers are attached already: processes forked from here on
+        // are followed by the kernel; the scan finds those that exist.
+        for (pid, why) in protect::scan(p) {
+            maps.protected
+                .update(&pid.to_ne_bytes(), &[why], MapFlags::ANY)
+                .map_err(map_err("protected"))?;
+        }
+        let old = std::mem::replace(&mut self.protected_objects, (exes, p.cgroups.clone()));
+        self.retired_objects = old;
+        Ok(())
+    }
+
+    /// After the switch: forget what only the previous rules protected.
+    fn forget_unprotected(&mut self, set: &RuleSet) {
+        if !set.protect.track {
+            self.followers.clear();
+        }
+        let (old_exes, old_cgroups) = std::mem::take(&mut self.retired_objects);
+        let maps = &self.skel.maps;
+        for key in &old_exes {
+            if !self
+                .protected_objects
+                .0
+                .iter()
+                .any(|k| bytes_of(k) == bytes_of(key))
+            {
+                let _ = maps.protected_exes.delete(bytes_of(key));
+            }
+        }
+        for id in &old_cgroups {
+            if !self.protected_objects.1.contains(id) {
+                let _ = maps.protected_cgroups.delete(&id.to_ne_bytes());
+            }
+        }
+        let now = protect::scan(&set.protect);
+        let stale: Vec<Vec<u8>> = maps
+            .protected
+            .keys()
+            .filter(|k| {
+                let pid = k.as_slice().try_into().map(u32::from_ne_bytes).unwrap_or(0);
+                !now.contains_key(&pid)
+            })
+            .collect();
+        for key in stale {
+            let _ = maps.protected.delete(&key);
+        }
+    }
+
+    fn switch_to(&mut self, slot: u32, protect_cgroup_levels: u32) -> Result<(), LoadError> {
+        let st = types::reflex_state {
+            active: slot,
+            protect_cgroup_levels,
+        };
+        self.skel
+            .maps
+            .state
+            .update(&0u32.to_ne_bytes(), bytes_of(&st), MapFlags::ANY)
+            .map_err(map_err("state"))
+    }
+
+    /// The name of rule `id` of set `set`, for events.
+    pub fn rule_name(&self, set: u8, id: u32) -> Option<&str> {
+        self.slots
+            .get(usize::from(set))?
+            .rules
+            .get(id as usize)
+            .map(String::as_str)
+    }
+
+    /// A snapshot of rule names per set, for decoding events.
+    pub fn rule_names(&self) -> [Vec<String>; 2] {
+        [self.slots[0].rules.clone(), self.slots[1].rules.clone()]
+    }
+
     /// Where the programs are attached, for people to read.
-    pub fn hooks(&self) -> Vec<&'static str> {
-        let mut hooks = Vec::new();
-        if self.skel.links.reflex_sys_enter_ptrace.is_some() {
-            hooks.push("tp/syscalls/sys_enter_ptrace");
+    pub fn hooks(&self) -> Vec<String> {
+        let mut hooks: Vec<String> = self
+            .tracepoints
+            .values()
+            .map(|(name, _)| format!("tp/syscalls/sys_enter_{name}"))
+            .collect();
+        if self.raw.is_some() {
+            hooks.push("tp_btf/sys_enter".into());
+        }
+        if !self.followers.is_empty() {
+            hooks.push("tp_btf/sched_process_{fork,exec,exit}".into());
         }
         hooks
     }
 
     /// Detaches every program; events already in the ring buffer stay readable.
     pub fn detach(&mut self) {
-        self.skel.links = Default::default();
+        self.tracepoints.clear();
+        self.raw = None;
+        self.followers.clear();
     }
 
     /// The ring buffer carrying [`types::reflex_event`] records.
@@ -218,6 +583,7 @@ impl<'obj> Kernel<'obj> {
             failed: get(S::REFLEX_STAT_FAILED),
             would_signal: get(S::REFLEX_STAT_WOULD_SIGNAL),
             skipped: get(S::REFLEX_STAT_SKIPPED),
+            audited: get(S::REFLEX_STAT_AUDITED),
             dropped: get(S::REFLEX_STAT_DROPPED),
         })
     }

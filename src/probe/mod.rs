@@ -117,13 +117,21 @@ pub fn tracefs(mount_if_absent: bool) -> io::Result<(PathBuf, bool)> {
     Ok((TRACEFS.into(), true))
 }
 
-/// Whether the kernel has a `syscalls/sys_enter_<name>` tracepoint.
-pub fn syscall_tracepoint(tracefs: &Path, syscall: &str) -> bool {
-    tracefs
+/// The number of arguments the kernel's `syscalls/sys_enter_<name>`
+/// tracepoint records, or None when there is no such tracepoint.
+pub fn syscall_tracepoint(tracefs: &Path, syscall: &str) -> Option<u8> {
+    let format = tracefs
         .join("events/syscalls")
         .join(format!("sys_enter_{syscall}"))
-        .join("id")
-        .exists()
+        .join("format");
+    let text = fs::read_to_string(format).ok()?;
+    let after_nr = text.split("__syscall_nr;").nth(1)?;
+    Some(
+        after_nr
+            .lines()
+            .filter(|l| l.trim_start().starts_with("field:"))
+            .count() as u8,
+    )
 }
 
 fn mount_fs(fstype: &str, at: &str) -> io::Result<()> {

@@ -32,11 +32,16 @@ pub struct Record<'a> {
     pub gid: u32,
     pub comm: &'a str,
     pub syscall: &'a str,
-    pub signal: String,
-    pub signal_nr: i32,
+    pub args: [u64; 6],
+    pub cgroup_id: u64,
+    /// Absent for audit rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal_nr: Option<i32>,
     /// `process` or `thread`.
     pub target: &'static str,
-    /// `signalled`, `failed`, `would-signal` or `skipped`.
+    /// `signalled`, `failed`, `would-signal`, `skipped` or `audited`.
     pub action: &'static str,
     /// errno name when the helper failed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -59,8 +64,10 @@ impl<'a> Record<'a> {
             gid: e.gid,
             comm: &e.comm,
             syscall: &e.syscall,
-            signal: e.signal.name(),
-            signal_nr: e.signal.number(),
+            args: e.args,
+            cgroup_id: e.cgroup_id,
+            signal: e.signal.map(|s| s.name()),
+            signal_nr: e.signal.map(|s| s.number()),
             target: match e.target {
                 Target::Process => "process",
                 Target::Thread => "thread",
@@ -96,7 +103,7 @@ mod tests {
         let mut e = Event::from_raw(
             &crate::events::tests::raw_event(),
             &Clock::new(),
-            "no-ptrace",
+            &crate::events::tests::names(),
         )
         .unwrap();
         e.outcome = outcome;
@@ -146,5 +153,6 @@ mod tests {
         assert_eq!(v["action"], "skipped");
         assert_eq!(v["reason"], "reflex never signals itself");
         assert_eq!(json(Outcome::WouldSignal)["action"], "would-signal");
+        assert_eq!(json(Outcome::Audited)["action"], "audited");
     }
 }

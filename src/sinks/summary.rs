@@ -22,6 +22,7 @@ impl fmt::Display for Summary {
         writeln!(f, "  failures       {}", k.failed)?;
         writeln!(f, "  would-signal   {}", k.would_signal)?;
         writeln!(f, "  skipped        {}", k.skipped)?;
+        writeln!(f, "  audited        {}", k.audited)?;
         writeln!(f, "  received       {}", self.received)?;
         write!(f, "  dropped        {}", k.dropped)?;
         if k.dropped > 0 {
@@ -54,6 +55,7 @@ mod tests {
                 failed: 1,
                 would_signal: 0,
                 skipped: 1,
+                audited: 0,
                 dropped: 2,
             },
             received: 3,

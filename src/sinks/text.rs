@@ -26,19 +26,19 @@ pub fn line(event: &Event) -> String {
     let success = match event.outcome {
         Outcome::Signalled => "true",
         Outcome::Failed(_) => "false",
-        Outcome::WouldSignal | Outcome::Skipped(_) => "-",
+        Outcome::WouldSignal | Outcome::Skipped(_) | Outcome::Audited => "-",
     };
+    let signal = event.signal.map(|s| s.name()).unwrap_or_default();
     let aim = match event.target {
         Target::Process => String::new(),
         Target::Thread => format!(" to thread {}", event.tid),
     };
     let detail = match event.outcome {
-        Outcome::Signalled => format!("{}{aim}", event.signal),
-        Outcome::Failed(errno) => {
-            format!("{}{aim} failed: {errno:?} ({})", event.signal, errno.desc())
-        }
-        Outcome::WouldSignal => format!("would send {}{aim} (dry run)", event.signal),
+        Outcome::Signalled => format!("{signal}{aim}"),
+        Outcome::Failed(errno) => format!("{signal}{aim} failed: {errno:?} ({})", errno.desc()),
+        Outcome::WouldSignal => format!("would send {signal}{aim} (monitor)"),
         Outcome::Skipped(reason) => format!("skipped: {}", reason.as_str()),
+        Outcome::Audited => "audit".to_string(),
     };
     format!(
         "{}  {:<7}  {:<15}  {:<7}  {} [{} via {}]",
@@ -74,7 +74,7 @@ mod tests {
         let mut e = Event::from_raw(
             &crate::events::tests::raw_event(),
             &Clock::new(),
-            "no-ptrace",
+            &crate::events::tests::names(),
         )
         .unwrap();
         e.outcome = outcome;
@@ -101,11 +101,18 @@ mod tests {
             "{failed}"
         );
         let dry = line(&event(Outcome::WouldSignal));
-        assert!(dry.contains("would send SIGKILL (dry run)"), "{dry}");
+        assert!(dry.contains("would send SIGKILL (monitor)"), "{dry}");
         let skipped = line(&event(Outcome::Skipped(SkipReason::Init)));
         assert!(
             skipped.contains("skipped: pid 1 is never signalled"),
             "{skipped}"
+        );
+        let mut audit = event(Outcome::Audited);
+        audit.signal = None;
+        assert!(
+            line(&audit).contains("  -        audit [no-ptrace via ptrace]"),
+            "{}",
+            line(&audit)
         );
         let mut thread = event(Outcome::Signalled);
         thread.target = Target::Thread;

@@ -2,6 +2,12 @@
 /*
  * reflex kernel side: answer a watched syscall with a signal, in the kernel,
  * before the caller runs another user-space instruction.
+ *
+ * A call is evaluated in constant work per selector, whatever the number of
+ * rules: for each selector some rule on this syscall uses, one hash lookup of
+ * (syscall, selector, value) gives the rules it satisfies as a bit mask; the
+ * masks are ANDed, and the lowest surviving bit is the rule that answers
+ * (after its few mask/range checks, if it has any).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -14,11 +20,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define PF_KTHREAD 0x00200000
 
 /* Load-time configuration, set by user space before load. */
-const volatile __u32 target_ppid = 0; /* 0: any parent */
-const volatile __s32 signal_nr = 9;   /* SIGKILL */
-const volatile __u8 target = REFLEX_TARGET_PROCESS;
-const volatile bool dry_run = false;
 const volatile __u32 reflex_tgid = 0; /* never signal ourselves */
+const volatile __u32 scope_ppid = 0;  /* 0: every parent; else only its children */
 
 /* Force the boundary types into BTF so the skeleton exports them. */
 struct reflex_event _reflex_event = {};
@@ -27,6 +30,12 @@ enum reflex_action _reflex_action = 0;
 enum reflex_skip _reflex_skip = 0;
 enum reflex_target _reflex_target = 0;
 enum reflex_stat _reflex_stat = 0;
+enum reflex_verdict _reflex_verdict = 0;
+enum reflex_handler _reflex_handler = 0;
+enum reflex_dim _reflex_dim = 0;
+enum reflex_check_op _reflex_check_op = 0;
+enum reflex_protect _reflex_protect = 0;
+enum reflex_limit _reflex_limit = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -40,13 +49,57 @@ struct {
 	__type(value, struct reflex_stats);
 } stats SEC(".maps");
 
-/* Thread group ids that no rule may signal, besides pid 1 and reflex. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct reflex_state);
+} state SEC(".maps");
+
+/* Index: set * REFLEX_MAX_SYSCALLS + syscall number. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, REFLEX_SETS *REFLEX_MAX_SYSCALLS);
+	__type(key, __u32);
+	__type(value, struct reflex_syscall);
+} syscalls SEC(".maps");
+
+/* Index: set * REFLEX_MAX_RULES + rule index. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, REFLEX_SETS *REFLEX_MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct reflex_rule);
+} rules SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, REFLEX_MAX_MATCHES);
+	__type(key, struct reflex_match_key);
+	__type(value, struct reflex_match);
+} matches SEC(".maps");
+
+/* Thread group ids no rule may signal (besides pid 1 and reflex), with why. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, REFLEX_MAX_PROTECTED);
 	__type(key, __u32);
 	__type(value, __u8);
-} protected_pids SEC(".maps");
+} protected SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, REFLEX_MAX_PROTECT_OBJECTS);
+	__type(key, struct reflex_file_key);
+	__type(value, __u8);
+} protected_exes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, REFLEX_MAX_PROTECT_OBJECTS);
+	__type(key, __u64);
+	__type(value, __u8);
+} protected_cgroups SEC(".maps");
 
 static __always_inline void count(enum reflex_stat which)
 {
@@ -57,6 +110,143 @@ static __always_inline void count(enum reflex_stat which)
 		s->count[which]++;
 }
 
+/* The rules for `nr` in the active set, if `kind` is the program answering it. */
+static __always_inline struct reflex_syscall *watched(long nr, __u8 kind, __u32 *set)
+{
+	__u32 zero = 0, idx;
+	struct reflex_state *st;
+	struct reflex_syscall *sc;
+
+	if (nr < 0 || nr >= REFLEX_MAX_SYSCALLS)
+		return NULL;
+	st = bpf_map_lookup_elem(&state, &zero);
+	if (!st)
+		return NULL;
+	*set = st->active & 1;
+	idx = *set * REFLEX_MAX_SYSCALLS + (__u32)nr;
+	sc = bpf_map_lookup_elem(&syscalls, &idx);
+	if (!sc || sc->handler != kind || !sc->rules)
+		return NULL;
+	return sc;
+}
+
+/* Rules satisfied by the value in `key`, for dim `d`. */
+static __always_inline __u64 accept(const struct reflex_syscall *sc, int d,
+				    const struct reflex_match_key *key)
+{
+	struct reflex_match *m = bpf_map_lookup_elem(&matches, key);
+	__u64 pos = 0, neg = 0;
+
+	if (m) {
+		pos = m->pos;
+		neg = m->neg;
+	}
+	return sc->free[d] | pos | (sc->negated[d] & ~neg);
+}
+
+static __always_inline void file_key(struct file *file, __u64 *value)
+{
+	value[0] = BPF_CORE_READ(file, f_inode, i_ino);
+	value[1] = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
+}
+
+/* Narrows `cand` by one selector dim; the value is computed only if used. */
+#define NARROW(d, fill)                                                                            \
+	do {                                                                                       \
+		if (sc->dims & (1U << (d))) {                                                      \
+			key.dim = (d);                                                             \
+			key.value[0] = 0;                                                          \
+			key.value[1] = 0;                                                          \
+			fill;                                                                      \
+			cand &= accept(sc, (d), &key);                                             \
+			if (!cand)                                                                 \
+				return 0;                                                          \
+		}                                                                                  \
+	} while (0)
+
+/* Index of the lowest set bit, without branches (the verifier explores each
+ * branch of each loop iteration): isolate it, multiply by a de Bruijn
+ * sequence, look the top six bits up. */
+static const __u8 debruijn64[64] = {
+	0,  1,	2,  53, 3,  7,	54, 27, 4,  38, 41, 8,	34, 55, 48, 28, 62, 5,	39, 46, 44, 42,
+	22, 9,	24, 35, 59, 56, 49, 18, 29, 11, 63, 52, 6,  26, 37, 40, 33, 47, 61, 45, 43, 21,
+	23, 58, 17, 10, 51, 25, 36, 32, 60, 20, 57, 16, 50, 31, 19, 15, 30, 14, 13, 12,
+};
+
+static __always_inline __u32 lowest_bit(__u64 v)
+{
+	return debruijn64[((v & -v) * 0x022fdd63cc95386dULL) >> 58];
+}
+
+/* The rule in the lowest slot set in `slots`. */
+static __always_inline struct reflex_rule *rule_at(const struct reflex_syscall *sc, __u32 set,
+						   __u64 slots)
+{
+	__u64 slot = lowest_bit(slots);
+	__u32 idx;
+
+	/* The bound the verifier needs; in asm, as clang would drop it. */
+	asm volatile("%[s] &= 63" : [s] "+r"(slot));
+	idx = set * REFLEX_MAX_RULES + (sc->rule[slot] % REFLEX_MAX_RULES);
+	return bpf_map_lookup_elem(&rules, &idx);
+}
+
+static __always_inline bool is_protected_pid(__u64 pid)
+{
+	__u32 key = (__u32)pid;
+
+	if (pid == 0 || pid > 0xffffffffULL)
+		return false;
+	return pid == 1 || key == reflex_tgid || bpf_map_lookup_elem(&protected, &key);
+}
+
+static __always_inline bool checks_pass(const struct reflex_rule *rule, const __u64 *args)
+{
+	for (int i = 0; i < REFLEX_MAX_CHECKS; i++) {
+		const struct reflex_check *c = &rule->checks[i];
+		__u64 v;
+
+		if (i >= rule->nchecks)
+			break;
+		if (c->arg >= 6)
+			return false;
+		v = args[c->arg];
+		switch (c->op) {
+		case REFLEX_CHECK_MASK_ANY:
+			if (!(v & c->a))
+				return false;
+			break;
+		case REFLEX_CHECK_MASK_ALL:
+			if ((v & c->a) != c->a)
+				return false;
+			break;
+		case REFLEX_CHECK_MASK_NONE:
+			if (v & c->a)
+				return false;
+			break;
+		case REFLEX_CHECK_RANGE:
+			if (v < c->a || v > c->b)
+				return false;
+			break;
+		case REFLEX_CHECK_NOT_RANGE:
+			if (v >= c->a && v <= c->b)
+				return false;
+			break;
+		case REFLEX_CHECK_PROTECTED:
+			if (!is_protected_pid(v))
+				return false;
+			break;
+		case REFLEX_CHECK_NOT_PROTECTED:
+			if (is_protected_pid(v))
+				return false;
+			break;
+		default:
+			return false;
+		}
+	}
+	return true;
+}
+
 static __always_inline enum reflex_skip safety_check(struct task_struct *task, __u32 tgid)
 {
 	if (tgid == 1)
@@ -65,38 +255,37 @@ static __always_inline enum reflex_skip safety_check(struct task_struct *task, _
 		return REFLEX_SKIP_KTHREAD;
 	if (tgid == reflex_tgid)
 		return REFLEX_SKIP_SELF;
-	if (bpf_map_lookup_elem(&protected_pids, &tgid))
+	if (bpf_map_lookup_elem(&protected, &tgid))
 		return REFLEX_SKIP_PROTECTED;
 	return REFLEX_SKIP_NONE;
 }
 
-static __always_inline int respond(__s32 syscall_nr)
+/* Carries out `rule` for the current task and reports it. */
+static __always_inline int act(const struct reflex_rule *rule, __u32 set, long nr,
+			       const __u64 *args, struct task_struct *task, __u64 pid_tgid,
+			       __u32 ppid)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
-	__u32 ppid = BPF_CORE_READ(task, real_parent, tgid);
-	enum reflex_skip skip;
+	enum reflex_skip skip = REFLEX_SKIP_NONE;
 	enum reflex_action action;
 	long ret = 0;
 
-	if (target_ppid && ppid != target_ppid)
-		return 0;
 	count(REFLEX_STAT_MATCHED);
-
-	/* Safety first: nothing below may signal what must not be signalled. */
-	skip = safety_check(task, tgid);
-	if (skip != REFLEX_SKIP_NONE) {
+	if (rule->verdict == REFLEX_VERDICT_AUDIT) {
+		action = REFLEX_ACTION_AUDITED;
+		count(REFLEX_STAT_AUDITED);
+	} else if ((skip = safety_check(task, tgid)) != REFLEX_SKIP_NONE) {
+		/* Safety first: nothing below may signal what must not be signalled. */
 		action = REFLEX_ACTION_SKIPPED;
 		count(REFLEX_STAT_SKIPPED);
-	} else if (dry_run) {
+	} else if (rule->monitor) {
 		action = REFLEX_ACTION_WOULD_SIGNAL;
 		count(REFLEX_STAT_WOULD_SIGNAL);
 	} else {
-		if (target == REFLEX_TARGET_THREAD)
-			ret = bpf_send_signal_thread(signal_nr);
+		if (rule->target == REFLEX_TARGET_THREAD)
+			ret = bpf_send_signal_thread(rule->signal);
 		else
-			ret = bpf_send_signal(signal_nr);
+			ret = bpf_send_signal(rule->signal);
 		action = ret ? REFLEX_ACTION_FAILED : REFLEX_ACTION_SIGNALLED;
 		count(ret ? REFLEX_STAT_FAILED : REFLEX_STAT_SIGNALLED);
 	}
@@ -109,25 +298,242 @@ static __always_inline int respond(__s32 syscall_nr)
 	__u64 uid_gid = bpf_get_current_uid_gid();
 
 	e->boot_ns = bpf_ktime_get_boot_ns();
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	for (int i = 0; i < 6; i++)
+		e->args[i] = args[i];
 	e->pid = tgid;
 	e->tid = (__u32)pid_tgid;
 	e->ppid = ppid;
 	e->uid = (__u32)uid_gid;
 	e->gid = uid_gid >> 32;
-	e->syscall_nr = syscall_nr;
-	e->signal = signal_nr;
+	e->syscall_nr = nr;
+	e->signal = rule->verdict == REFLEX_VERDICT_SIGNAL ? rule->signal : 0;
 	e->result = ret;
+	e->rule = rule->id;
+	e->set = set;
 	e->action = action;
 	e->skip = skip;
-	e->target = target;
-	e->_pad = 0;
+	e->target = rule->target;
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 
-SEC("tp/syscalls/sys_enter_ptrace")
-int reflex_sys_enter_ptrace(struct trace_event_raw_sys_enter *ctx)
+/* Finds the rule of `sc` that answers this call, if any, and carries it out. */
+static __always_inline int evaluate(const struct reflex_syscall *sc, __u32 set, long nr,
+				    const __u64 *args)
 {
-	return respond((__s32)ctx->id);
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 ppid = BPF_CORE_READ(task, real_parent, tgid);
+	struct reflex_match_key key = {.nr = (__u32)nr, .set = set};
+	__u64 cand = sc->rules;
+
+	if (scope_ppid && ppid != scope_ppid)
+		return 0;
+
+	/* Cheapest values first: a mismatch stops before the costly reads. */
+	NARROW(REFLEX_DIM_PID, key.value[0] = pid_tgid >> 32);
+	NARROW(REFLEX_DIM_PPID, key.value[0] = ppid);
+	NARROW(REFLEX_DIM_UID, key.value[0] = (__u32)bpf_get_current_uid_gid());
+	NARROW(REFLEX_DIM_GID, key.value[0] = bpf_get_current_uid_gid() >> 32);
+	NARROW(REFLEX_DIM_ARG0, key.value[0] = args[0]);
+	NARROW(REFLEX_DIM_ARG1, key.value[0] = args[1]);
+	NARROW(REFLEX_DIM_ARG2, key.value[0] = args[2]);
+	NARROW(REFLEX_DIM_ARG3, key.value[0] = args[3]);
+	NARROW(REFLEX_DIM_ARG4, key.value[0] = args[4]);
+	NARROW(REFLEX_DIM_ARG5, key.value[0] = args[5]);
+	NARROW(REFLEX_DIM_COMM, bpf_get_current_comm(&key.value, sizeof(key.value)));
+	NARROW(REFLEX_DIM_EXE, file_key(BPF_CORE_READ(task, mm, exe_file), key.value));
+	NARROW(REFLEX_DIM_PARENT_EXE,
+	       file_key(BPF_CORE_READ(task, real_parent, mm, exe_file), key.value));
+
+	if (sc->dims & (1U << REFLEX_DIM_CGROUP)) {
+		/* In a cgroup means at it or below it: look up each ancestor
+		 * level some selector names. */
+		__u64 pos = 0, neg = 0;
+
+		key.dim = REFLEX_DIM_CGROUP;
+		key.value[1] = 0;
+		for (int level = 0; level < REFLEX_CGROUP_LEVELS; level++) {
+			struct reflex_match *m;
+
+			if (!(sc->cgroup_levels & (1U << level)))
+				continue;
+			key.value[0] = bpf_get_current_ancestor_cgroup_id(level);
+			m = bpf_map_lookup_elem(&matches, &key);
+			if (m) {
+				pos |= m->pos;
+				neg |= m->neg;
+			}
+		}
+		cand &= sc->free[REFLEX_DIM_CGROUP] | pos | (sc->negated[REFLEX_DIM_CGROUP] & ~neg);
+		if (!cand)
+			return 0;
+	}
+
+	/*
+	 * Candidates in precedence order; the first whose checks pass answers.
+	 * A rule without checks always passes, so only the rules with checks
+	 * before the first such rule need a look (at most REFLEX_MAX_CHECKED).
+	 */
+	struct reflex_rule *winner = NULL;
+	__u64 unchecked = cand & ~sc->checked;
+	__u64 first = unchecked & -unchecked;
+	__u64 todo = cand & sc->checked & (first ? first - 1 : ~0ULL);
+
+	for (int i = 0; i < REFLEX_MAX_CHECKED && todo; i++) {
+		struct reflex_rule *rule = rule_at(sc, set, todo);
+
+		todo &= todo - 1;
+		if (rule && checks_pass(rule, args)) {
+			winner = rule;
+			break;
+		}
+	}
+	if (!winner && first)
+		winner = rule_at(sc, set, first);
+	if (!winner)
+		return 0;
+	return act(winner, set, nr, args, task, pid_tgid, ppid);
+}
+
+/*
+ * Programs attached to each watched syscall's own tracepoint. A syscall
+ * tracepoint's record holds only that syscall's arguments, and the kernel
+ * refuses a program that reads past the record, so there is one program per
+ * argument count: reflex_tpN reads N arguments.
+ */
+static __always_inline int on_tracepoint(struct trace_event_raw_sys_enter *ctx, int nargs)
+{
+	long nr = ctx->id;
+	__u64 args[6] = {};
+	__u32 set;
+	const struct reflex_syscall *sc = watched(nr, REFLEX_HANDLER_TRACEPOINT, &set);
+
+	if (!sc)
+		return 0;
+	/* Spelled out: the verifier refuses context reads at computed offsets. */
+	if (nargs > 0)
+		args[0] = ctx->args[0];
+	if (nargs > 1)
+		args[1] = ctx->args[1];
+	if (nargs > 2)
+		args[2] = ctx->args[2];
+	if (nargs > 3)
+		args[3] = ctx->args[3];
+	if (nargs > 4)
+		args[4] = ctx->args[4];
+	if (nargs > 5)
+		args[5] = ctx->args[5];
+	return evaluate(sc, set, nr, args);
+}
+
+#define REFLEX_TP(n)                                                                               \
+	SEC("tp")                                                                                  \
+	int reflex_tp##n(struct trace_event_raw_sys_enter *ctx)                                    \
+	{                                                                                          \
+		return on_tracepoint(ctx, n);                                                      \
+	}
+
+REFLEX_TP(0)
+REFLEX_TP(1)
+REFLEX_TP(2)
+REFLEX_TP(3)
+REFLEX_TP(4)
+REFLEX_TP(5)
+REFLEX_TP(6)
+
+/* One program on the raw sys_enter tracepoint: sees every syscall, so the
+ * first thing it does is drop the unwatched ones. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(reflex_raw, struct pt_regs *regs, long nr)
+{
+	__u64 args[6];
+	__u32 set;
+	const struct reflex_syscall *sc = watched(nr, REFLEX_HANDLER_RAW, &set);
+
+	if (!sc)
+		return 0;
+	args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
+	args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
+	args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
+	args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
+	args[5] = PT_REGS_PARM6_CORE_SYSCALL(regs);
+	return evaluate(sc, set, nr, args);
+}
+
+/*
+ * The protected set follows processes: children of a protected executable or
+ * cgroup are protected from birth, an exec re-decides, an exit forgets.
+ * Attached only when the policy protects executables or cgroups.
+ */
+static __always_inline __u8 cgroup_protection(void)
+{
+	__u32 zero = 0;
+	struct reflex_state *st = bpf_map_lookup_elem(&state, &zero);
+
+	if (!st || !st->protect_cgroup_levels)
+		return 0;
+	for (int level = 0; level < REFLEX_CGROUP_LEVELS; level++) {
+		__u64 id;
+
+		if (!(st->protect_cgroup_levels & (1U << level)))
+			continue;
+		id = bpf_get_current_ancestor_cgroup_id(level);
+		if (bpf_map_lookup_elem(&protected_cgroups, &id))
+			return REFLEX_PROTECT_CGROUP;
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(reflex_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = parent->tgid, ctgid = child->tgid;
+	__u8 *flags, inherit;
+
+	if (child->pid != ctgid)
+		return 0; /* a new thread: its process is already decided */
+	flags = bpf_map_lookup_elem(&protected, &ptgid);
+	if (!flags)
+		return 0;
+	inherit = *flags & (REFLEX_PROTECT_EXE | REFLEX_PROTECT_CGROUP);
+	if (inherit)
+		bpf_map_update_elem(&protected, &ctgid, &inherit, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(reflex_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = p->tgid;
+	__u8 *old = bpf_map_lookup_elem(&protected, &tgid);
+	__u8 now = old ? (*old & REFLEX_PROTECT_PID) : 0;
+	struct reflex_file_key exe = {};
+	__u64 value[2];
+
+	file_key(bprm->file, value);
+	exe.ino = value[0];
+	exe.dev = (__u32)value[1];
+	if (bpf_map_lookup_elem(&protected_exes, &exe))
+		now |= REFLEX_PROTECT_EXE;
+	now |= cgroup_protection();
+	if (now)
+		bpf_map_update_elem(&protected, &tgid, &now, BPF_ANY);
+	else if (old)
+		bpf_map_delete_elem(&protected, &tgid);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(reflex_exit, struct task_struct *p)
+{
+	__u32 tgid = p->tgid;
+
+	/* Forget the process when its last thread exits. */
+	if (BPF_CORE_READ(p, signal, live.counter) == 0)
+		bpf_map_delete_elem(&protected, &tgid);
+	return 0;
 }

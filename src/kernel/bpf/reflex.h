@@ -4,28 +4,58 @@
  *
  * The BPF programs include this header; the Rust side gets the same
  * definitions from the skeleton that libbpf-cargo generates out of the
- * object's BTF (`skel::types`). Never copy these by hand into Rust.
+ * object's BTF (`kernel::types`). Never copy these by hand into Rust.
+ *
+ * Rules live in two rule sets (0 and 1). Programs read `state.active` once
+ * per call and use only that set; user space writes the inactive set and then
+ * flips `active`, so a reload is one atomic switch.
  */
 #ifndef __REFLEX_H
 #define __REFLEX_H
 
-#define REFLEX_COMM_LEN 16
+/*
+ * Sizes and limits. An enum, not #defines, so that they reach BTF and the
+ * Rust side reads the same numbers (`types::reflex_limit`).
+ */
+enum reflex_limit {
+	REFLEX_COMM_LEN = 16,
+	REFLEX_SETS = 2,
+	/* Syscall numbers handled: 0 .. REFLEX_MAX_SYSCALLS - 1. */
+	REFLEX_MAX_SYSCALLS = 512,
+	/* Rules in one rule set. */
+	REFLEX_MAX_RULES = 1024,
+	/* Rules on one syscall: the bits of a 64-bit mask. */
+	REFLEX_SLOTS = 64,
+	/* Mask, range and "protected" argument checks per rule. */
+	REFLEX_MAX_CHECKS = 4,
+	/* Rules with such checks on one syscall. */
+	REFLEX_MAX_CHECKED = 16,
+	/* Selector entries (syscall, selector, value), both rule sets together. */
+	REFLEX_MAX_MATCHES = 16384,
+	/* Processes kept in the protected set. */
+	REFLEX_MAX_PROTECTED = 16384,
+	/* Protected executables and cgroups. */
+	REFLEX_MAX_PROTECT_OBJECTS = 1024,
+	/* Cgroup ancestor levels a cgroup selector may name (depth below the root). */
+	REFLEX_CGROUP_LEVELS = 16,
+};
 
-/* What the kernel program did about a matched event. */
+/* What the kernel program did about a matched call. */
 enum reflex_action {
 	REFLEX_ACTION_SIGNALLED = 1,	/* helper returned 0 */
 	REFLEX_ACTION_FAILED = 2,	/* helper returned -errno (in `result`) */
-	REFLEX_ACTION_WOULD_SIGNAL = 3, /* dry run / monitor mode */
-	REFLEX_ACTION_SKIPPED = 4,	/* safety rule refused; see `skip` */
+	REFLEX_ACTION_WOULD_SIGNAL = 3, /* monitor mode */
+	REFLEX_ACTION_SKIPPED = 4,	/* a safety rule refused; see `skip` */
+	REFLEX_ACTION_AUDITED = 5,	/* the rule only reports */
 };
 
-/* Why a matched event was not acted upon. */
+/* Why a matched call was not acted upon. */
 enum reflex_skip {
 	REFLEX_SKIP_NONE = 0,
 	REFLEX_SKIP_INIT = 1,	   /* the caller is pid 1 */
 	REFLEX_SKIP_KTHREAD = 2,   /* the caller is a kernel thread */
 	REFLEX_SKIP_SELF = 3,	   /* the caller is reflex itself */
-	REFLEX_SKIP_PROTECTED = 4, /* the caller is in the protected list */
+	REFLEX_SKIP_PROTECTED = 4, /* the caller is in the protected set */
 };
 
 /* How the signal is aimed. */
@@ -34,10 +64,123 @@ enum reflex_target {
 	REFLEX_TARGET_THREAD = 1,  /* bpf_send_signal_thread: the calling thread */
 };
 
+/* What a rule does when it matches. */
+enum reflex_verdict {
+	REFLEX_VERDICT_AUDIT = 1,  /* report only */
+	REFLEX_VERDICT_SIGNAL = 2, /* send `signal` to `target` */
+};
+
+/* Which program answers a syscall (only one does, per rule set). */
+enum reflex_handler {
+	REFLEX_HANDLER_NONE = 0,
+	REFLEX_HANDLER_TRACEPOINT = 1, /* tp/syscalls/sys_enter_<name>, one link per syscall */
+	REFLEX_HANDLER_RAW = 2,	       /* tp_btf/sys_enter, one link for all syscalls */
+};
+
+/* Selector dimensions: what a rule can constrain with a value lookup. */
+enum reflex_dim {
+	REFLEX_DIM_PID = 0,
+	REFLEX_DIM_PPID,
+	REFLEX_DIM_UID,
+	REFLEX_DIM_GID,
+	REFLEX_DIM_ARG0,
+	REFLEX_DIM_ARG1,
+	REFLEX_DIM_ARG2,
+	REFLEX_DIM_ARG3,
+	REFLEX_DIM_ARG4,
+	REFLEX_DIM_ARG5,
+	REFLEX_DIM_COMM,
+	REFLEX_DIM_CGROUP,
+	REFLEX_DIM_EXE,
+	REFLEX_DIM_PARENT_EXE,
+	REFLEX_DIM_MAX,
+};
+
+/* Per (rule set, syscall): which rules apply and how to narrow them. */
+struct reflex_syscall {
+	__u64 rules;		       /* slots in use */
+	__u64 checked;		       /* slots whose rule has argument checks */
+	__u64 free[REFLEX_DIM_MAX];    /* rules that do not constrain the dim */
+	__u64 negated[REFLEX_DIM_MAX]; /* rules whose constraint on the dim is "not" */
+	__u16 rule[REFLEX_SLOTS];      /* slot -> rule index; slot order is precedence */
+	__u32 dims;		       /* bit d: some rule constrains dim d */
+	__u32 cgroup_levels;	       /* bit l: some cgroup selector names a cgroup at depth l */
+	__u8 handler;		       /* enum reflex_handler */
+	__u8 _pad[7];
+};
+
+/* Key of the selector map: does `value` of `dim` satisfy rules on `nr`? */
+struct reflex_match_key {
+	__u32 nr;
+	__u8 set;
+	__u8 dim; /* enum reflex_dim */
+	__u16 _pad;
+	__u64 value[2]; /* ids in value[0]; comm bytes; exe: inode, device */
+};
+
+/* Rules (slot bits) that list the value, and rules that exclude it. */
+struct reflex_match {
+	__u64 pos;
+	__u64 neg;
+};
+
+/* Argument checks that a lookup cannot do, evaluated per candidate rule. */
+enum reflex_check_op {
+	REFLEX_CHECK_NONE = 0,
+	REFLEX_CHECK_MASK_ANY = 1,  /* arg & a != 0 */
+	REFLEX_CHECK_MASK_ALL = 2,  /* arg & a == a */
+	REFLEX_CHECK_MASK_NONE = 3, /* arg & a == 0 */
+	REFLEX_CHECK_RANGE = 4,	    /* a <= arg <= b */
+	REFLEX_CHECK_NOT_RANGE = 5, /* arg < a || arg > b */
+	REFLEX_CHECK_PROTECTED = 6, /* arg is the pid of a protected process */
+	REFLEX_CHECK_NOT_PROTECTED = 7,
+};
+
+struct reflex_check {
+	__u8 op;  /* enum reflex_check_op */
+	__u8 arg; /* 0..5 */
+	__u8 _pad[6];
+	__u64 a;
+	__u64 b;
+};
+
+struct reflex_rule {
+	__u32 id; /* index in its rule set, reported in events */
+	__s32 signal;
+	__u8 verdict; /* enum reflex_verdict */
+	__u8 target;  /* enum reflex_target */
+	__u8 monitor; /* report what would be done, do nothing */
+	__u8 nchecks;
+	__u32 _pad;
+	struct reflex_check checks[REFLEX_MAX_CHECKS];
+};
+
+/* Global run-time state, one entry. */
+struct reflex_state {
+	__u32 active;		     /* the rule set in force: 0 or 1 */
+	__u32 protect_cgroup_levels; /* depths of protected cgroups */
+};
+
+/* Why a process is in the protected set (bits). */
+enum reflex_protect {
+	REFLEX_PROTECT_PID = 1,	   /* listed by pid */
+	REFLEX_PROTECT_EXE = 2,	   /* runs a protected executable */
+	REFLEX_PROTECT_CGROUP = 4, /* lives in a protected cgroup */
+};
+
+/* An executable, as the kernel sees it. */
+struct reflex_file_key {
+	__u64 ino;
+	__u32 dev; /* kernel dev_t: major << 20 | minor */
+	__u32 _pad;
+};
+
 /* One decision, streamed through the `events` ring buffer. */
 struct reflex_event {
 	__u64 boot_ns; /* bpf_ktime_get_boot_ns() at the decision */
-	__u32 pid;     /* thread group id, as user space sees it */
+	__u64 cgroup_id;
+	__u64 args[6];
+	__u32 pid; /* thread group id, as user space sees it */
 	__u32 tid;
 	__u32 ppid; /* real_parent->tgid */
 	__u32 uid;
@@ -45,10 +188,11 @@ struct reflex_event {
 	__s32 syscall_nr;
 	__s32 signal;
 	__s32 result; /* 0, or -errno from the helper */
-	__u8 action;  /* enum reflex_action */
-	__u8 skip;    /* enum reflex_skip */
-	__u8 target;  /* enum reflex_target */
-	__u8 _pad;
+	__u32 rule;   /* index in rule set `set` */
+	__u8 set;
+	__u8 action; /* enum reflex_action */
+	__u8 skip;   /* enum reflex_skip */
+	__u8 target; /* enum reflex_target */
 	char comm[REFLEX_COMM_LEN];
 };
 
@@ -59,6 +203,7 @@ enum reflex_stat {
 	REFLEX_STAT_FAILED,
 	REFLEX_STAT_WOULD_SIGNAL,
 	REFLEX_STAT_SKIPPED,
+	REFLEX_STAT_AUDITED,
 	REFLEX_STAT_DROPPED, /* ring buffer reservation failed */
 	REFLEX_STAT_MAX,
 };

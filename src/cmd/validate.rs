@@ -1,0 +1,57 @@
+//! `reflex validate`: check policy files without loading anything.
+
+use std::process::ExitCode;
+
+use crate::cli::ValidateArgs;
+use crate::policy::{self, Env};
+use crate::rules;
+
+pub fn validate(args: &ValidateArgs) -> ExitCode {
+    let mut env = Env::host();
+    if let Some(arch) = args.arch {
+        env.arch = arch;
+    }
+    let result = policy::load(&args.policies, &env).and_then(|loaded| {
+        let set = rules::compile(&loaded.policy, rules::Options::default())?;
+        Ok((loaded, set))
+    });
+    match result {
+        Ok((loaded, set)) => {
+            for w in &loaded.warnings {
+                println!("{w}");
+            }
+            let files: Vec<String> = loaded
+                .policy
+                .sources
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            println!(
+                "ok: {} rules from {} ({} warnings)",
+                set.rules.len(),
+                files.join(", "),
+                loaded.warnings.len()
+            );
+            for table in set.syscalls.values() {
+                println!(
+                    "  {:<20} {} rules, {} selector lookups per call",
+                    table.name,
+                    table.slots.len(),
+                    table.dims.count_ones()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(diags) => {
+            println!("{diags}");
+            let errors = diags.errors();
+            println!(
+                "{errors} error{}, {} warning{}",
+                if errors == 1 { "" } else { "s" },
+                diags.0.len() - errors,
+                if diags.0.len() - errors == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+    }
+}

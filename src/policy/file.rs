@@ -1,0 +1,524 @@
+//! The policy file as written: YAML, read with serde-saphyr so that every
+//! value keeps its line and column. Nothing here is checked beyond its shape;
+//! meaning is given in `policy::check`.
+//!
+//! Hand-written visitors (not `#[serde(untagged)]`) keep the source locations
+//! of values that may be written in several forms.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::{Location, Spanned};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    /// `enforce` (default) or `monitor`.
+    #[serde(default)]
+    pub mode: Option<Spanned<String>>,
+    #[serde(default)]
+    pub protect: Option<RawProtect>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProtect {
+    #[serde(default)]
+    pub pids: Vec<Spanned<u32>>,
+    #[serde(default)]
+    pub executables: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub cgroups: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: Spanned<String>,
+    pub syscall: Spanned<Names>,
+    #[serde(default)]
+    pub args: Option<Pairs<Spanned<String>, Spanned<RawArg>>>,
+    #[serde(default, rename = "match")]
+    pub selectors: Option<RawMatch>,
+    pub action: Spanned<RawAction>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub pid: Option<Spanned<Values>>,
+    pub ppid: Option<Spanned<Values>>,
+    pub uid: Option<Spanned<Values>>,
+    pub gid: Option<Spanned<Values>>,
+    pub comm: Option<Spanned<Values>>,
+    pub executable: Option<Spanned<Values>>,
+    pub parent_executable: Option<Spanned<Values>>,
+    pub cgroup: Option<Spanned<Values>>,
+}
+
+/// A number or a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scalar {
+    Int(i128),
+    Str(String),
+}
+
+impl fmt::Display for Scalar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scalar::Int(n) => write!(f, "{n}"),
+            Scalar::Str(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+struct ScalarVisitor;
+
+impl Visitor<'_> for ScalarVisitor {
+    type Value = Scalar;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number or a name")
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+        Ok(Scalar::Int(v.into()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+        Ok(Scalar::Int(v.into()))
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Scalar, E> {
+        Ok(Scalar::Int(v))
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Scalar, E> {
+        i128::try_from(v)
+            .map(Scalar::Int)
+            .map_err(|_| E::custom("number too large"))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+        Ok(Scalar::Str(v.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Scalar, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+fn unspanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
+}
+
+fn seq_of<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Vec<Spanned<Scalar>>, A::Error> {
+    let mut items = Vec::new();
+    while let Some(item) = seq.next_element::<Spanned<Scalar>>()? {
+        items.push(item);
+    }
+    Ok(items)
+}
+
+/// `value`, `[value, ...]`, or `{not: value | [value, ...]}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Values {
+    pub negate: bool,
+    /// A lone scalar has no location of its own: use the field's.
+    pub items: Vec<Spanned<Scalar>>,
+}
+
+struct ValuesVisitor {
+    /// Inside a `not:` already.
+    negated: bool,
+}
+
+impl<'de> Visitor<'de> for ValuesVisitor {
+    type Value = Values;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.negated {
+            f.write_str("a value or a list of values")
+        } else {
+            f.write_str("a value, a list of values, or {not: ...}")
+        }
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Values, E> {
+        self.one(Scalar::Int(v.into()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Values, E> {
+        self.one(Scalar::Int(v.into()))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Values, E> {
+        self.one(Scalar::Str(v.into()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Values, A::Error> {
+        Ok(Values {
+            negate: self.negated,
+            items: seq_of(seq)?,
+        })
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Values, A::Error> {
+        if self.negated {
+            return Err(de::Error::custom("`not` cannot hold another map"));
+        }
+        let key: String = map
+            .next_key()?
+            .ok_or_else(|| de::Error::custom("empty map: expected {not: ...}"))?;
+        if key != "not" {
+            return Err(de::Error::custom(format!(
+                "unknown key `{key}`: a selector is a value, a list, or {{not: ...}}"
+            )));
+        }
+        let values = map.next_value_seed(ValuesSeed { negated: true })?;
+        if map.next_key::<String>()?.is_some() {
+            return Err(de::Error::custom("{not: ...} takes exactly one key"));
+        }
+        Ok(values)
+    }
+}
+
+impl ValuesVisitor {
+    fn one<E>(self, s: Scalar) -> Result<Values, E> {
+        Ok(Values {
+            negate: self.negated,
+            items: vec![unspanned(s)],
+        })
+    }
+}
+
+struct ValuesSeed {
+    negated: bool,
+}
+
+impl<'de> de::DeserializeSeed<'de> for ValuesSeed {
+    type Value = Values;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Values, D::Error> {
+        d.deserialize_any(ValuesVisitor {
+            negated: self.negated,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Values {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Values, D::Error> {
+        d.deserialize_any(ValuesVisitor { negated: false })
+    }
+}
+
+/// An argument matcher as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawArg {
+    /// `9`, `[1, 2]`, `{not: ...}`
+    Values(Values),
+    /// `{any_bits: X}`, `{all_bits: X}`, `{no_bits: X}`; a list is ORed.
+    Bits {
+        kind: BitsKind,
+        items: Vec<Spanned<Scalar>>,
+    },
+    /// `{range: [lo, hi]}` or `{outside: [lo, hi]}`, inclusive.
+    Range {
+        outside: bool,
+        bounds: Vec<Spanned<Scalar>>,
+    },
+    /// `protected` or `{not: protected}`: the argument is a pid of a
+    /// process in the protected set.
+    Protected { negate: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BitsKind {
+    Any,
+    All,
+    None,
+}
+
+pub const ARG_FORMS: &str = "a value, a list, protected, or a map with one of: not, any_bits, all_bits, no_bits, range, outside";
+
+struct RawArgVisitor;
+
+impl<'de> Visitor<'de> for RawArgVisitor {
+    type Value = RawArg;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(ARG_FORMS)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawArg, E> {
+        ValuesVisitor { negated: false }
+            .visit_i64(v)
+            .map(RawArg::Values)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawArg, E> {
+        ValuesVisitor { negated: false }
+            .visit_u64(v)
+            .map(RawArg::Values)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawArg, E> {
+        if v == "protected" {
+            return Ok(RawArg::Protected { negate: false });
+        }
+        ValuesVisitor { negated: false }
+            .visit_str(v)
+            .map(RawArg::Values)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawArg, A::Error> {
+        ValuesVisitor { negated: false }
+            .visit_seq(seq)
+            .map(RawArg::Values)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawArg, A::Error> {
+        let key: String = map
+            .next_key()?
+            .ok_or_else(|| de::Error::custom(format!("empty map: expected {ARG_FORMS}")))?;
+        let arg = match key.as_str() {
+            "not" => match map.next_value::<NotArg>()? {
+                NotArg::Protected => RawArg::Protected { negate: true },
+                NotArg::Values(items) => RawArg::Values(Values {
+                    negate: true,
+                    items,
+                }),
+            },
+            "any_bits" | "all_bits" | "no_bits" => RawArg::Bits {
+                kind: match key.as_str() {
+                    "any_bits" => BitsKind::Any,
+                    "all_bits" => BitsKind::All,
+                    _ => BitsKind::None,
+                },
+                items: map.next_value::<Values>()?.items,
+            },
+            "range" | "outside" => RawArg::Range {
+                outside: key == "outside",
+                bounds: map.next_value::<Values>()?.items,
+            },
+            other => {
+                return Err(de::Error::custom(format!(
+                    "unknown argument matcher `{other}`: expected {ARG_FORMS}"
+                )));
+            }
+        };
+        if map.next_key::<String>()?.is_some() {
+            return Err(de::Error::custom(
+                "an argument matcher map takes exactly one key",
+            ));
+        }
+        Ok(arg)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawArg {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawArg, D::Error> {
+        d.deserialize_any(RawArgVisitor)
+    }
+}
+
+/// What `not:` holds in an argument matcher.
+enum NotArg {
+    Protected,
+    Values(Vec<Spanned<Scalar>>),
+}
+
+impl<'de> Deserialize<'de> for NotArg {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<NotArg, D::Error> {
+        let values = d.deserialize_any(ValuesVisitor { negated: true })?;
+        Ok(match values.items.as_slice() {
+            [one] if one.value == Scalar::Str("protected".into()) => NotArg::Protected,
+            _ => NotArg::Values(values.items),
+        })
+    }
+}
+
+/// `name` or `[name, ...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names(pub Vec<Spanned<String>>);
+
+impl<'de> Deserialize<'de> for Names {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Names, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Names;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a name or a list of names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Names, E> {
+                Ok(Names(vec![unspanned(v.to_string())]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Names, A::Error> {
+                let mut names = Vec::new();
+                while let Some(n) = seq.next_element::<Spanned<String>>()? {
+                    names.push(n);
+                }
+                Ok(Names(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// What a rule does, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawAction {
+    Kill,
+    Audit,
+    Signal {
+        signal: Spanned<Scalar>,
+        thread: bool,
+    },
+}
+
+pub const ACTION_FORMS: &str = "kill, audit, or {signal: NAME, thread: true|false}";
+
+impl<'de> Deserialize<'de> for RawAction {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawAction, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAction;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(ACTION_FORMS)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAction, E> {
+                match v {
+                    "kill" => Ok(RawAction::Kill),
+                    "audit" => Ok(RawAction::Audit),
+                    other => {
+                        let hint = crate::suggest::closest(other, ["kill", "audit", "signal"])
+                            .map(|s| format!(" (did you mean `{s}`?)"))
+                            .unwrap_or_default();
+                        Err(E::custom(format!(
+                            "unknown action `{other}`{hint}: expected {ACTION_FORMS}"
+                        )))
+                    }
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawAction, A::Error> {
+                let mut signal = None;
+                let mut thread = false;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "signal" => signal = Some(map.next_value::<Spanned<Scalar>>()?),
+                        "thread" => thread = map.next_value::<bool>()?,
+                        other => {
+                            return Err(de::Error::custom(format!(
+                                "unknown key `{other}` in action: expected signal, thread"
+                            )));
+                        }
+                    }
+                }
+                let signal = signal.ok_or_else(|| {
+                    de::Error::custom("an action map needs `signal:` (e.g. {signal: SIGSTOP})")
+                })?;
+                Ok(RawAction::Signal { signal, thread })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A YAML map read in order, keeping keys' locations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pairs<K, V>(pub Vec<(K, V)>);
+
+impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Pairs<K, V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Pairs<K, V>, D::Error> {
+        struct PV<K, V>(PhantomData<(K, V)>);
+        impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Visitor<'de> for PV<K, V> {
+            type Value = Pairs<K, V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs<K, V>, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(entry) = map.next_entry::<K, V>()? {
+                    pairs.push(entry);
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        d.deserialize_map(PV(PhantomData))
+    }
+}
+
+/// Parses one file's text.
+pub fn parse(text: &str) -> Result<RawFile, serde_saphyr::Error> {
+    serde_saphyr::from_str(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(yaml: &str) -> RawRule {
+        let text = format!("rules:\n  - name: r\n    syscall: ptrace\n    action: kill\n{yaml}");
+        parse(&text).unwrap().rules.remove(0)
+    }
+
+    #[test]
+    fn values_in_every_form_keep_their_place() {
+        let r =
+            rule("    match:\n      uid: [1000, 1001]\n      comm: {not: [sshd]}\n      gid: 5\n");
+        let m = r.selectors.unwrap();
+        let uid = m.uid.unwrap();
+        assert!(!uid.value.negate);
+        assert_eq!(uid.value.items[1].value, Scalar::Int(1001));
+        assert_eq!(uid.value.items[1].referenced.line(), 6);
+        assert_eq!(uid.value.items[1].referenced.column(), 19);
+        let comm = m.comm.unwrap();
+        assert!(comm.value.negate);
+        assert_eq!(comm.value.items[0].value, Scalar::Str("sshd".into()));
+        let gid = m.gid.unwrap();
+        assert_eq!(
+            gid.referenced.line(),
+            8,
+            "a lone value is placed by its field"
+        );
+    }
+
+    #[test]
+    fn argument_matchers() {
+        let r = rule(concat!(
+            "    args:\n",
+            "      request: [PTRACE_ATTACH, PTRACE_SEIZE]\n",
+            "      arg1: {not: 0}\n",
+            "      arg2: {any_bits: [O_WRONLY, O_RDWR]}\n",
+            "      arg3: {range: [10, 0x20]}\n",
+            "      arg4: protected\n",
+            "      arg5: {not: protected}\n",
+        ));
+        let args = r.args.unwrap().0;
+        assert_eq!(args[0].0.value, "request");
+        assert!(matches!(&args[0].1.value, RawArg::Values(v) if v.items.len() == 2 && !v.negate));
+        assert!(matches!(&args[1].1.value, RawArg::Values(v) if v.negate));
+        assert!(
+            matches!(&args[2].1.value, RawArg::Bits { kind: BitsKind::Any, items } if items.len() == 2)
+        );
+        assert!(
+            matches!(&args[3].1.value, RawArg::Range { outside: false, bounds } if bounds[1].value == Scalar::Int(32))
+        );
+        assert_eq!(args[4].1.value, RawArg::Protected { negate: false });
+        assert_eq!(args[5].1.value, RawArg::Protected { negate: true });
+    }
+
+    #[test]
+    fn actions() {
+        let text = "rules:\n  - name: r\n    syscall: [kill, tkill]\n    action: {signal: SIGSTOP, thread: true}\n";
+        let r = parse(text).unwrap().rules.remove(0);
+        assert_eq!(r.syscall.value.0.len(), 2);
+        assert!(matches!(
+            r.action.value,
+            RawAction::Signal { thread: true, .. }
+        ));
+        let err = parse("rules:\n  - name: r\n    syscall: kill\n    action: kil\n").unwrap_err();
+        assert!(err.to_string().contains("did you mean `kill`?"), "{err}");
+        assert_eq!(err.location().unwrap().line(), 4);
+    }
+
+    #[test]
+    fn shape_errors_have_places() {
+        let err = parse("rules:\n  - name: r\n    sycall: ptrace\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `sycall`"), "{err}");
+        assert_eq!(err.location().unwrap().line(), 3);
+        let err = parse("rules:\n  - name: r\n    syscall: kill\n    action: kill\n    args: {arg0: {between: 3}}\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unknown argument matcher `between`"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! Stage 1 — the policy: what the user asked for.
+//!
+//! Policy files (YAML, see `file`) are read and checked (`check`) into a
+//! [`Policy`]: rules with every name resolved (syscalls to numbers, constants
+//! to values, executables to device+inode, cgroups to ids), each remembering
+//! where it was written. Without files, reflex runs the built-in seed policy
+//! (`policies/seed.yaml`).
+
+pub mod check;
+pub mod constants;
+pub mod diag;
+pub mod file;
+
+use std::path::PathBuf;
+
+pub use check::{Env, load, load_str};
+pub use diag::{Diagnostic, Diagnostics, Location, Severity};
+
+use crate::signal::Signal;
+
+/// The seed's job: every caller of `ptrace` gets SIGKILL.
+pub const SEED: &str = include_str!("../../policies/seed.yaml");
+/// The name the seed is reported under.
+pub const SEED_NAME: &str = "<built-in seed policy>";
+
+/// Which task the signal is aimed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// The whole thread group (`bpf_send_signal`).
+    Process,
+    /// Only the thread that made the call (`bpf_send_signal_thread`).
+    Thread,
+}
+
+/// Whether decisions are carried out or only reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    Enforce,
+    /// Report what enforce would do; send nothing.
+    Monitor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Report only.
+    Audit,
+    Signal {
+        signal: Signal,
+        target: Target,
+    },
+}
+
+impl Action {
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Audit => "audit".into(),
+            Action::Signal {
+                signal,
+                target: Target::Process,
+            } => format!("{signal} to the process"),
+            Action::Signal {
+                signal,
+                target: Target::Thread,
+            } => format!("{signal} to the calling thread"),
+        }
+    }
+}
+
+/// `values`, or everything but `values` when `negate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Set<T> {
+    pub negate: bool,
+    pub values: Vec<T>,
+}
+
+impl<T: PartialEq> Set<T> {
+    pub fn accepts(&self, v: &T) -> bool {
+        self.values.contains(v) != self.negate
+    }
+
+    /// Whether some value is accepted by both.
+    pub fn meets(&self, other: &Set<T>) -> bool {
+        match (self.negate, other.negate) {
+            (false, false) => self.values.iter().any(|v| other.values.contains(v)),
+            (false, true) => self.values.iter().any(|v| !other.values.contains(v)),
+            (true, false) => other.values.iter().any(|v| !self.values.contains(v)),
+            (true, true) => true,
+        }
+    }
+}
+
+/// A file as the kernel identifies it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileId {
+    /// Kernel dev_t encoding: major << 20 | minor.
+    pub dev: u32,
+    pub ino: u64,
+    pub path: PathBuf,
+}
+
+impl PartialOrd for FileId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for FileId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.dev, self.ino).cmp(&(other.dev, other.ino))
+    }
+}
+
+/// A cgroup (v2): "in the cgroup" means in it or anywhere below it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Cgroup {
+    pub id: u64,
+    /// Depth below the root (the root is 0).
+    pub level: u32,
+    pub path: String,
+}
+
+/// A process name as the kernel keeps it (at most 15 bytes).
+pub type Comm = [u8; 16];
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selectors {
+    pub pid: Option<Set<u32>>,
+    pub ppid: Option<Set<u32>>,
+    pub uid: Option<Set<u32>>,
+    pub gid: Option<Set<u32>>,
+    pub comm: Option<Set<Comm>>,
+    pub executable: Option<Set<FileId>>,
+    pub parent_executable: Option<Set<FileId>>,
+    pub cgroup: Option<Set<Cgroup>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bits {
+    /// Some of the bits are set.
+    Any,
+    /// All of the bits are set.
+    All,
+    /// None of the bits is set.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgCond {
+    /// Equal to one of the values (or to none, when negated).
+    In(Set<u64>),
+    Bits(Bits, u64),
+    /// Inclusive bounds; `outside` inverts.
+    Range {
+        lo: u64,
+        hi: u64,
+        outside: bool,
+    },
+    /// The argument is the pid of a protected process (or is not).
+    Protected {
+        negate: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgMatch {
+    /// 0..=5
+    pub index: u8,
+    pub cond: ArgCond,
+    pub at: Location,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Syscall {
+    pub name: &'static str,
+    pub nr: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub name: String,
+    /// Where the rule's name is written.
+    pub at: Location,
+    pub syscalls: Vec<Syscall>,
+    pub args: Vec<ArgMatch>,
+    pub selectors: Selectors,
+    pub action: Action,
+    pub mode: Mode,
+}
+
+/// Processes no rule may signal, besides pid 1 and reflex itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Protect {
+    pub pids: Vec<u32>,
+    pub executables: Vec<FileId>,
+    pub cgroups: Vec<Cgroup>,
+}
+
+impl Protect {
+    /// Whether the protected set must follow processes as they fork, exec
+    /// and exit (pids alone need not).
+    pub fn tracks_processes(&self) -> bool {
+        !self.executables.is_empty() || !self.cgroups.is_empty()
+    }
+}
+
+/// Rules in precedence order: the first rule that matches a call answers it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+    pub protect: Protect,
+    /// The files read, in order.
+    pub sources: Vec<PathBuf>,
+}
+
+impl Policy {
+    /// The built-in seed policy.
+    pub fn seed() -> Policy {
+        load_str(SEED, SEED_NAME.as_ref(), &Env::host())
+            .expect("the built-in seed policy is valid")
+            .policy
+    }
+}
