@@ -12,14 +12,18 @@ fn sys_ptrace() -> String {
     libc::SYS_ptrace.to_string()
 }
 
+/// The caller helper in `mode`, with ptrace as its syscall.
 fn caller(mode: &[&str]) -> Launched {
-    let helper = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/helpers/ptrace_caller.py"
-    );
+    let helper = common::helper("caller.py");
     let sys_ptrace = sys_ptrace();
-    let mut cmd = vec!["python3", helper, &sys_ptrace];
-    cmd.extend_from_slice(mode);
+    let mut cmd = vec!["python3", helper.to_str().unwrap(), mode[0]];
+    if mode[0] == "repeat" {
+        cmd.push(mode[1]);
+    }
+    cmd.push(&sys_ptrace);
+    if mode[0] == "repeat" {
+        cmd.extend(["1", "0", "0", "0"]); // PTRACE_PEEKTEXT on pid 0: ESRCH
+    }
     Launched::new(&cmd)
 }
 
@@ -306,7 +310,7 @@ fn dropped_events_are_counted_not_lost() {
         return;
     }
     const CALLS: u64 = 20_000;
-    let target = caller(&["burst", &CALLS.to_string()]);
+    let target = caller(&["repeat", &CALLS.to_string()]);
     // A one-page ring buffer, and a reader that is stopped during the burst:
     // the buffer fills after a few dozen events and the rest must be counted
     // as dropped by the kernel.

@@ -63,7 +63,7 @@ fn offer(set: &RuleSet, raw_refused: &Option<String>) -> Offer {
             .and_then(|t| probe::syscall_tracepoint(t, name))
         {
             Some(n) => {
-                offer.tracepoint_args.insert(name, n);
+                offer.args.insert(name, n);
             }
             None => offer.without_tracepoint.push(name),
         }

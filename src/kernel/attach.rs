@@ -68,8 +68,9 @@ pub struct Offer {
     pub raw_refused: Option<String>,
     /// Watched syscalls that have no `syscalls/sys_enter_<name>` tracepoint.
     pub without_tracepoint: Vec<&'static str>,
-    /// How many arguments each watched syscall's tracepoint records.
-    pub tracepoint_args: BTreeMap<&'static str, u8>,
+    /// How many arguments each watched syscall takes, as its tracepoint
+    /// records them.
+    pub args: BTreeMap<&'static str, u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,8 +78,8 @@ pub struct Plan {
     pub strategy: Strategy,
     /// Why, in a sentence people can read.
     pub reason: String,
-    /// Tracepoint strategy: arguments recorded per syscall.
-    pub tracepoint_args: BTreeMap<&'static str, u8>,
+    /// Arguments each syscall takes (6 when unknown).
+    pub args: BTreeMap<&'static str, u8>,
 }
 
 /// Syscalls that are commonly a large share of all calls.
@@ -141,7 +142,7 @@ pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String
             None => Ok(Plan {
                 strategy: Strategy::Raw,
                 reason,
-                tracepoint_args: BTreeMap::new(),
+                args: offer.args.clone(),
             }),
             Some(why) => Err(why.clone()),
         }
@@ -151,7 +152,7 @@ pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String
             [] => Ok(Plan {
                 strategy: Strategy::Tracepoint,
                 reason,
-                tracepoint_args: offer.tracepoint_args.clone(),
+                args: offer.args.clone(),
             }),
             missing => Err(format!(
                 "this kernel has no syscall tracepoint for {}",

@@ -343,6 +343,7 @@ impl<'obj> Kernel<'obj> {
                 dims: table.dims,
                 cgroup_levels: table.cgroup_levels,
                 handler: handler.0 as u8,
+                nargs: plan.args.get(table.name).copied().unwrap_or(6),
                 ..Default::default()
             };
             s.rule[..table.slots.len()].copy_from_slice(&table.slots);
@@ -367,7 +368,7 @@ impl<'obj> Kernel<'obj> {
                         continue;
                     }
                     let name = format!("sys_enter_{}", table.name);
-                    let nargs = plan.tracepoint_args.get(table.name).copied().unwrap_or(6);
+                    let nargs = plan.args.get(table.name).copied().unwrap_or(6);
                     let progs = &self.skel.progs;
                     let (program, prog) = match nargs {
                         0 => ("reflex_tp0", &progs.reflex_tp0),

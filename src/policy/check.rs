@@ -109,6 +109,9 @@ struct Checker<'e> {
     env: &'e Env,
     diags: Vec<Diagnostic>,
     rules: Vec<Rule>,
+    /// Every rule's name and place, valid or not: duplicates are found even
+    /// among rules with other errors.
+    names: Vec<(String, Location)>,
     protect: Protect,
 }
 
@@ -121,7 +124,12 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
         Some((place, rest)) if place.starts_with("line ") => rest,
         _ => text,
     };
-    text.lines().next().unwrap_or_default().to_string()
+    let first = text.lines().next().unwrap_or_default();
+    // Some messages end with their own " at line N, column M".
+    match first.rsplit_once(" at line ") {
+        Some((msg, place)) if place.contains(", column ") => msg.to_string(),
+        _ => first.to_string(),
+    }
 }
 
 impl<'e> Checker<'e> {
@@ -130,6 +138,7 @@ impl<'e> Checker<'e> {
             env,
             diags: Vec::new(),
             rules: Vec::new(),
+            names: Vec::new(),
             protect: Protect::default(),
         }
     }
@@ -209,6 +218,7 @@ impl<'e> Checker<'e> {
         let at = Location::of(file, &r.name.referenced);
         let errors_before = self.diags.len();
         let name = r.name.value.trim().to_string();
+        self.names.push((name.clone(), at.clone()));
         if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_whitespace) {
             self.error(
                 at.clone(),
@@ -534,17 +544,14 @@ impl<'e> Checker<'e> {
         mut diags: Vec<Diagnostic>,
     ) -> Result<Loaded, Diagnostics> {
         let mut seen: HashMap<&str, &Location> = HashMap::new();
-        for r in &self.rules {
-            match seen.get(r.name.as_str()) {
+        for (name, at) in &self.names {
+            match seen.get(name.as_str()) {
                 Some(first) => diags.push(Diagnostic::error(
-                    r.at.clone(),
-                    format!(
-                        "rule name '{}' is already used at {first}: names must be unique",
-                        r.name
-                    ),
+                    at.clone(),
+                    format!("rule name '{name}' is already used at {first}: names must be unique"),
                 )),
                 None => {
-                    seen.insert(&r.name, &r.at);
+                    seen.insert(name, at);
                 }
             }
         }

@@ -435,9 +435,11 @@ impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Pairs<K
     }
 }
 
-/// Parses one file's text.
+/// Parses one file's text. `${NAME}` and `${NAME:-default}` in values are
+/// filled from the environment; an unset `${NAME}` without default is an error.
 pub fn parse(text: &str) -> Result<RawFile, serde_saphyr::Error> {
-    serde_saphyr::from_str(text)
+    let options = serde_saphyr::Options::default().with_properties(std::env::vars().collect());
+    serde_saphyr::from_str_with_options(text, options)
 }
 
 #[cfg(test)]
@@ -507,6 +509,23 @@ mod tests {
         let err = parse("rules:\n  - name: r\n    syscall: kill\n    action: kil\n").unwrap_err();
         assert!(err.to_string().contains("did you mean `kill`?"), "{err}");
         assert_eq!(err.location().unwrap().line(), 4);
+    }
+
+    #[test]
+    fn values_come_from_the_environment() {
+        // SAFETY: no other test reads or writes this variable.
+        unsafe { std::env::set_var("REFLEX_TEST_SYSCALL", "kill") };
+        let r = parse("rules:\n  - name: r\n    syscall: ${REFLEX_TEST_SYSCALL}\n    action: ${REFLEX_TEST_UNSET:-audit}\n")
+            .unwrap()
+            .rules
+            .remove(0);
+        assert_eq!(r.syscall.value.0[0].value, "kill");
+        assert_eq!(r.action.value, RawAction::Audit);
+        let err =
+            parse("rules:\n  - name: r\n    syscall: ${REFLEX_TEST_UNSET}\n    action: kill\n")
+                .unwrap_err();
+        assert!(err.to_string().contains("REFLEX_TEST_UNSET"), "{err}");
+        assert_eq!(err.location().unwrap().line(), 3);
     }
 
     #[test]

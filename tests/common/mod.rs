@@ -31,7 +31,7 @@ pub fn root_or_skip(test: &str) -> bool {
     false
 }
 
-fn helper(name: &str) -> PathBuf {
+pub fn helper(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/helpers")
         .join(name)
@@ -98,6 +98,8 @@ impl Lines {
 pub enum Ended {
     Exit(i32),
     Signal(i32),
+    /// Stopped by this signal (the launcher then killed it).
+    Stopped(i32),
 }
 
 /// A command started under its own launcher, held at the gate until `go`.
@@ -114,7 +116,19 @@ pub struct Launched {
 impl Launched {
     #[track_caller]
     pub fn new(cmd: &[&str]) -> Launched {
+        Launched::spawn(&[], cmd)
+    }
+
+    /// The command starts inside cgroup `dir` (a cgroup v2 directory).
+    #[track_caller]
+    pub fn in_cgroup(dir: &std::path::Path, cmd: &[&str]) -> Launched {
+        Launched::spawn(&["--cgroup", dir.to_str().unwrap()], cmd)
+    }
+
+    #[track_caller]
+    fn spawn(opts: &[&str], cmd: &[&str]) -> Launched {
         let mut launcher = Command::new(helper("launcher.py"))
+            .args(opts)
             .args(cmd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -143,9 +157,11 @@ impl Launched {
             .stdout
             .wait_for("the command's end", |l| l.starts_with("launcher "));
         let v: serde_json::Value = serde_json::from_str(&last["launcher ".len()..]).unwrap();
-        let ended = match (v.get("exit"), v.get("signal")) {
-            (Some(code), _) => Ended::Exit(code.as_i64().unwrap() as i32),
-            (_, Some(sig)) => Ended::Signal(sig.as_i64().unwrap() as i32),
+        let num = |k: &str| v.get(k).and_then(|n| n.as_i64()).map(|n| n as i32);
+        let ended = match (num("exit"), num("signal"), num("stopped")) {
+            (Some(code), _, _) => Ended::Exit(code),
+            (_, Some(sig), _) => Ended::Signal(sig),
+            (_, _, Some(sig)) => Ended::Stopped(sig),
             _ => panic!("unexpected launcher line {last}"),
         };
         let output = self.stdout.seen[1..self.stdout.seen.len() - 1].to_vec();
@@ -218,6 +234,11 @@ impl Reflex {
     /// Starts `reflex run ARGS` and waits until its programs are attached.
     #[track_caller]
     pub fn start(args: &[&str]) -> Reflex {
+        Reflex::start_with_env(args, &[])
+    }
+
+    #[track_caller]
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Reflex {
         assert!(
             args.contains(&"--ppid"),
             "tests must scope every rule to their own processes with --ppid"
@@ -225,6 +246,7 @@ impl Reflex {
         let mut child = Command::new(REFLEX)
             .arg("run")
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -245,6 +267,10 @@ impl Reflex {
             stderr,
             banner,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
@@ -304,4 +330,88 @@ pub fn reflex_once(args: &[&str], unprivileged: bool) -> Output {
         stdout: lines(&out.stdout),
         stderr: lines(&out.stderr),
     }
+}
+
+/// A policy written to a file of its own, removed on drop.
+pub struct PolicyFile {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl PolicyFile {
+    pub fn new(yaml: &str) -> PolicyFile {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        PolicyFile { _dir: dir, path }
+    }
+
+    pub fn arg(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+
+    /// Replaces the file's content the way editors do: write, then rename.
+    pub fn rewrite(&self, yaml: &str) {
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::rename(&tmp, &self.path).unwrap();
+    }
+}
+
+/// A cgroup v2 directory of the test's own, removed on drop.
+pub struct TestCgroup {
+    pub dir: PathBuf,
+    /// The path relative to the cgroup v2 root, as policies name it.
+    pub name: String,
+}
+
+impl TestCgroup {
+    pub fn new(tag: &str) -> TestCgroup {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let root = mounts
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+            })
+            .expect("a cgroup v2 mount");
+        let name = format!("/reflex-test-{tag}-{}", std::process::id());
+        let dir = root.join(&name[1..]);
+        std::fs::create_dir_all(&dir).unwrap();
+        TestCgroup { dir, name }
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // Empty by now: the launcher reaped everything it started.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Number of a syscall on this machine.
+pub fn sysno(name: &str) -> String {
+    match name {
+        "ptrace" => libc::SYS_ptrace,
+        "kill" => libc::SYS_kill,
+        "getppid" => libc::SYS_getppid,
+        "getpid" => libc::SYS_getpid,
+        other => panic!("add {other} to sysno()"),
+    }
+    .to_string()
+}
+
+/// `python3 caller.py ARGS...`
+pub fn caller_cmd(args: &[&str]) -> Vec<String> {
+    let mut cmd = vec![
+        "python3".to_string(),
+        helper("caller.py").to_str().unwrap().to_string(),
+    ];
+    cmd.extend(args.iter().map(|s| s.to_string()));
+    cmd
 }

@@ -6,10 +6,12 @@ on the machine can match. The launcher:
 
 1. becomes a child subreaper, so orphans (strace's tracee, when strace is
    killed) come back to it instead of to pid 1;
-2. forks the command's process, which waits for the go-ahead before exec;
+2. forks the command's process, which moves into cgroup DIR if given
+   (`--cgroup DIR`) and waits for the go-ahead before exec;
 3. prints `launcher {"launcher": PID, "child": PID}` on stdout;
 4. waits for a line on stdin, then lets the child exec the command;
-5. waits for the child and prints `launcher {"exit": N}` or `launcher {"signal": N}`;
+5. waits for the child and prints `launcher {"exit": N}`, `launcher {"signal": N}`
+   or, if it stops, `launcher {"stopped": N}` (and kills it);
 6. kills and reaps every descendant still there, and exits.
 
 The child's own stdout passes through, line by line, between those two lines.
@@ -61,8 +63,12 @@ def reap_all():
 
 
 def main():
-    if len(sys.argv) < 2:
-        sys.exit("usage: launcher.py COMMAND [ARGS...]")
+    args = sys.argv[1:]
+    cgroup = None
+    if args[:1] == ["--cgroup"]:
+        cgroup, args = args[1], args[2:]
+    if not args:
+        sys.exit("usage: launcher.py [--cgroup DIR] COMMAND [ARGS...]")
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         sys.exit("prctl(PR_SET_CHILD_SUBREAPER) failed")
@@ -70,10 +76,17 @@ def main():
     child = os.fork()
     if child == 0:
         os.close(gate_w)
+        try:
+            if cgroup:
+                with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
+        except OSError as e:
+            sys.stderr.write(f"launcher: cannot join cgroup {cgroup}: {e}\n")
+            os._exit(121)
         if os.read(gate_r, 1) != b"g":
             os._exit(120)
         try:
-            os.execvp(sys.argv[1], sys.argv[1:])
+            os.execvp(args[0], args)
         finally:
             os._exit(127)
     os.close(gate_r)
@@ -85,8 +98,12 @@ def main():
         sys.exit(1)
     os.write(gate_w, b"g")
     os.close(gate_w)
-    _, status = os.waitpid(child, 0)
-    if os.WIFSIGNALED(status):
+    _, status = os.waitpid(child, os.WUNTRACED)
+    if os.WIFSTOPPED(status):
+        say({"stopped": os.WSTOPSIG(status)})
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    elif os.WIFSIGNALED(status):
         say({"signal": os.WTERMSIG(status)})
     else:
         say({"exit": os.WEXITSTATUS(status)})

@@ -404,9 +404,11 @@ static __always_inline int evaluate(const struct reflex_syscall *sc, __u32 set, 
  * refuses a program that reads past the record, so there is one program per
  * argument count: reflex_tpN reads N arguments.
  */
-static __always_inline int on_tracepoint(struct trace_event_raw_sys_enter *ctx, int nargs)
+static __always_inline int on_tracepoint(struct syscall_trace_enter *ctx, int nargs)
 {
-	long nr = ctx->id;
+	/* The record's own layout: `nr` is an int, and a syscall without
+	 * arguments has nothing after it. */
+	long nr = ctx->nr;
 	__u64 args[6] = {};
 	__u32 set;
 	const struct reflex_syscall *sc = watched(nr, REFLEX_HANDLER_TRACEPOINT, &set);
@@ -431,7 +433,7 @@ static __always_inline int on_tracepoint(struct trace_event_raw_sys_enter *ctx, 
 
 #define REFLEX_TP(n)                                                                               \
 	SEC("tp")                                                                                  \
-	int reflex_tp##n(struct trace_event_raw_sys_enter *ctx)                                    \
+	int reflex_tp##n(struct syscall_trace_enter *ctx)                                          \
 	{                                                                                          \
 		return on_tracepoint(ctx, n);                                                      \
 	}
@@ -461,6 +463,11 @@ int BPF_PROG(reflex_raw, struct pt_regs *regs, long nr)
 	args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
 	args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
 	args[5] = PT_REGS_PARM6_CORE_SYSCALL(regs);
+	/* Registers past the syscall's arguments hold leftovers: report zeros,
+	 * as the per-syscall tracepoints do. */
+	for (int i = 0; i < 6; i++)
+		if (i >= sc->nargs)
+			args[i] = 0;
 	return evaluate(sc, set, nr, args);
 }
 

@@ -106,7 +106,8 @@ struct reflex_syscall {
 	__u32 dims;		       /* bit d: some rule constrains dim d */
 	__u32 cgroup_levels;	       /* bit l: some cgroup selector names a cgroup at depth l */
 	__u8 handler;		       /* enum reflex_handler */
-	__u8 _pad[7];
+	__u8 nargs; /* arguments the syscall takes; the raw hook zeroes the rest */
+	__u8 _pad[6];
 };
 
 /* Key of the selector map: does `value` of `dim` satisfy rules on `nr`? */

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""A real syscall caller for reflex tests, via ctypes.
+
+usage: caller.py MODE ...
+
+  handler NR        catch SIGUSR1, make syscall NR (no arguments), print
+                    {"caught": [...], "tid": T}
+  threads NR        block SIGUSR1 everywhere, make syscall NR from a second
+                    thread, then print which signals are pending on each
+                    thread and on the process:
+                    {"main": TID, "caller": TID, "pending": {TID: mask}, "shared": mask}
+  call NR [ARG...] [-- NR [ARG...]]...
+                    make each syscall once, in order, and print
+                    {"ret": R, "errno": E} for each
+  repeat N NR [ARG...]
+                    make it N times as fast as it can, print {"calls": N}
+  paced N SECONDS NR [ARG...]
+                    make it N times, spread evenly over about SECONDS
+
+In handler and threads modes the call is ptrace(PTRACE_PEEKTEXT, 0, 0, 0): it
+fails with ESRCH and touches nothing; its syscall entry is what reflex watches.
+"""
+import ctypes
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+PTRACE_PEEKTEXT = 1
+
+
+def syscall(nr, *args):
+    """syscall(nr, args...) -> (return value, errno)"""
+    ctypes.set_errno(0)
+    ret = libc.syscall(ctypes.c_long(nr), *(ctypes.c_long(a) for a in args))
+    return ret, ctypes.get_errno()
+
+
+def call_ptrace():
+    return syscall(int(sys.argv[2]), PTRACE_PEEKTEXT, 0, 0, 0)
+
+
+def status_mask(path, field):
+    with open(path) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1], 16)
+    raise KeyError(field)
+
+
+def handler_mode():
+    caught = []
+    signal.signal(signal.SIGUSR1, lambda signum, frame: caught.append(signum))
+    call_ptrace()
+    deadline = time.monotonic() + 2
+    while not caught and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print(json.dumps({"caught": caught, "tid": threading.get_native_id()}), flush=True)
+
+
+def threads_mode():
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    called = threading.Event()
+    release = threading.Event()
+    caller = {}
+
+    def worker():
+        caller["tid"] = threading.get_native_id()
+        call_ptrace()
+        called.set()
+        release.wait(10)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    called.wait(10)
+    time.sleep(0.2)  # let any signal settle in its queue
+    pid = os.getpid()
+    main = threading.get_native_id()
+    pending = {
+        str(tid): status_mask(f"/proc/{pid}/task/{tid}/status", "SigPnd")
+        for tid in (main, caller["tid"])
+    }
+    shared = status_mask(f"/proc/{pid}/status", "ShdPnd")
+    release.set()
+    t.join()
+    print(json.dumps({"main": main, "caller": caller["tid"], "pending": pending, "shared": shared}), flush=True)
+
+
+def call_mode():
+    calls, current = [], []
+    for word in sys.argv[2:]:
+        if word == "--":
+            calls.append(current)
+            current = []
+        else:
+            current.append(int(word, 0))
+    calls.append(current)
+    for nr, *args in calls:
+        ret, err = syscall(nr, *args)
+        print(json.dumps({"ret": ret, "errno": err}), flush=True)
+
+
+def repeat_mode():
+    n, nr, args = int(sys.argv[2]), int(sys.argv[3]), [int(a, 0) for a in sys.argv[4:]]
+    for _ in range(n):
+        syscall(nr, *args)
+    print(json.dumps({"calls": n}), flush=True)
+
+
+def paced_mode():
+    n, seconds = int(sys.argv[2]), float(sys.argv[3])
+    nr, args = int(sys.argv[4]), [int(a, 0) for a in sys.argv[5:]]
+    batch = 100
+    start = time.monotonic()
+    for i in range(n):
+        syscall(nr, *args)
+        if i % batch == batch - 1:
+            due = start + seconds * (i + 1) / n
+            time.sleep(max(0.0, due - time.monotonic()))
+    print(json.dumps({"calls": n}), flush=True)
+
+
+if __name__ == "__main__":
+    modes = {
+        "handler": handler_mode,
+        "threads": threads_mode,
+        "call": call_mode,
+        "repeat": repeat_mode,
+        "paced": paced_mode,
+    }
+    modes[sys.argv[1]]()

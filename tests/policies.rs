@@ -1,0 +1,649 @@
+//! Policies against the real kernel, as root: every example policy, each
+//! selector and action, precedence, attachment strategies, and reloads.
+//! Every rule is scoped with --ppid to a launcher the test started.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    Ended, Launched, Output, PolicyFile, Reflex, TestCgroup, caller_cmd, root_or_skip, sysno,
+};
+
+const SIGKILL: i32 = 9;
+const SIGSTOP: i32 = 19;
+
+fn example(name: &str) -> String {
+    format!("{}/policies/examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn launch(cmd: &[String]) -> Launched {
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    Launched::new(&cmd)
+}
+
+/// Runs `cmd` under a launcher with reflex running `policy` (scoped to the
+/// launcher); returns how it ended, what it printed, and reflex's output.
+fn under(
+    policy: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    cmd: &[String],
+) -> (Ended, Vec<String>, Output, u32) {
+    let target = launch(cmd);
+    let pid = target.pid;
+    let ppid = target.ppid.to_string();
+    let mut args = vec![policy, "--ppid", &ppid, "--json"];
+    args.extend_from_slice(extra);
+    let reflex = Reflex::start_with_env(&args, env);
+    let (ended, printed) = target.go();
+    (ended, printed, reflex.stop(), pid)
+}
+
+fn rules_fired(out: &Output) -> Vec<String> {
+    out.json()
+        .iter()
+        .map(|e| e["rule"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn strace() -> Vec<String> {
+    ["strace", "-o", "/dev/null", "/bin/true"]
+        .map(String::from)
+        .to_vec()
+}
+
+// ---- the example policies ----
+
+#[test]
+fn example_no_debuggers() {
+    if !root_or_skip("example_no_debuggers") {
+        return;
+    }
+    let policy = example("no-debuggers.yaml");
+    // strace (PTRACE_SEIZE) as root: killed.
+    let (ended, _, out, pid) = under(&policy, &[], &[], &strace());
+    assert_eq!(ended, Ended::Signal(SIGKILL));
+    let events = out.json();
+    assert_eq!(events[0]["rule"], "debuggers-for-uid-1000-only");
+    assert_eq!(events[0]["pid"], pid);
+    assert_eq!(events[0]["args"][0], libc::PTRACE_SEIZE as u64);
+
+    // The same as uid 1000: allowed, nothing reported.
+    let mut as_1000: Vec<String> = ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups"]
+        .map(String::from)
+        .to_vec();
+    as_1000.extend(strace());
+    let (ended, _, out, _) = under(&policy, &[], &[], &as_1000);
+    assert_eq!(ended, Ended::Exit(0));
+    assert_eq!(out.summary("events"), 0);
+
+    // gdb -p (PTRACE_ATTACH) as root: killed.
+    let mut victim = Command::new("sleep").arg("60").spawn().unwrap();
+    let gdb: Vec<String> = [
+        "gdb",
+        "-q",
+        "-batch",
+        "-nx",
+        "-p",
+        &victim.id().to_string(),
+        "-ex",
+        "detach",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (ended, _, out, _) = under(&policy, &[], &[], &gdb);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    assert_eq!(ended, Ended::Signal(SIGKILL), "{:?}", out.stderr);
+    assert_eq!(out.json()[0]["args"][0], libc::PTRACE_ATTACH as u64);
+
+    // Other ptrace requests are not matched.
+    let peek = caller_cmd(&["call", &sysno("ptrace"), "1", "0", "0", "0"]);
+    let (ended, _, out, _) = under(&policy, &[], &[], &peek);
+    assert_eq!(ended, Ended::Exit(0));
+    assert_eq!(out.summary("events"), 0);
+}
+
+/// A protected "service": a copy of `sh`, run so that it forks a child that
+/// stays the same executable (a subshell); prints the subshell's pid.
+struct Service {
+    _dir: tempfile::TempDir,
+    exe: String,
+    shell: std::process::Child,
+    subshell: u32,
+}
+
+impl Service {
+    fn start() -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("guarded-service");
+        std::fs::copy("/bin/dash", &exe).unwrap();
+        let exe = exe.to_str().unwrap().to_string();
+        Service {
+            _dir: dir,
+            exe,
+            shell: Command::new("true").spawn().unwrap(),
+            subshell: 0,
+        }
+    }
+
+    fn run(&mut self) {
+        let _ = self.shell.wait();
+        let mut shell = Command::new(&self.exe)
+            .args(["-c", "(while :; do sleep 1; done) & echo $!; wait"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(shell.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        self.subshell = line.trim().parse().unwrap();
+        self.shell = shell;
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.subshell as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.shell.kill();
+        let _ = self.shell.wait();
+    }
+}
+
+#[test]
+fn example_guard_services() {
+    if !root_or_skip("example_guard_services") {
+        return;
+    }
+    let mut service = Service::start();
+    let exe = service.exe.clone();
+    let env = [("REFLEX_GUARDED", exe.as_str())];
+    let kill = sysno("kill");
+    let policy = example("guard-services.yaml");
+
+    // The killer learns its target only when it runs: reflex starts first,
+    // then the service, so that the service's exec and its fork are followed
+    // by the kernel (the subshell is protected from birth, not found by a scan).
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("target");
+    let caller = common::helper("caller.py");
+    let script = format!(
+        "exec python3 {} call {kill} $(cat {}) 9",
+        caller.display(),
+        pidfile.display()
+    );
+    let target = Launched::new(&["sh", "-c", &script]);
+    let ppid = target.ppid.to_string();
+    let reflex = Reflex::start_with_env(&[&policy, "--ppid", &ppid, "--json"], &env);
+    service.run();
+    std::fs::write(&pidfile, service.subshell.to_string()).unwrap();
+    let (ended, _) = target.go();
+    let out = reflex.stop();
+    assert_eq!(
+        ended,
+        Ended::Stopped(SIGSTOP),
+        "the killer is stopped: {:?}",
+        out.stderr
+    );
+    let events = out.json();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["rule"], "stop-service-killers");
+    assert_eq!(events[0]["args"][0], service.subshell);
+    assert_eq!(events[0]["signal"], "SIGSTOP");
+
+    // A process that is not protected may be killed: no rule fires.
+    let mut bystander = Command::new("sleep").arg("60").spawn().unwrap();
+    let killer = caller_cmd(&["call", &kill, &bystander.id().to_string(), "9"]);
+    let (ended, _, out, _) = under(&policy, &[], &env, &killer);
+    assert_eq!(ended, Ended::Exit(0));
+    assert_eq!(out.summary("events"), 0);
+    let status = bystander.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(SIGKILL)
+    );
+}
+
+#[test]
+fn example_audit_cgroup_execs() {
+    if !root_or_skip("example_audit_cgroup_execs") {
+        return;
+    }
+    let cgroup = TestCgroup::new("audit");
+    let env = [("REFLEX_AUDIT_CGROUP", cgroup.name.as_str())];
+    let policy = example("audit-cgroup-execs.yaml");
+
+    let inside = Launched::in_cgroup(&cgroup.dir, &["/bin/true"]);
+    let (pid, ppid) = (inside.pid, inside.ppid.to_string());
+    let reflex = Reflex::start_with_env(&[&policy, "--ppid", &ppid, "--json"], &env);
+    let (ended, _) = inside.go();
+    let out = reflex.stop();
+    assert_eq!(ended, Ended::Exit(0));
+    let events = out.json();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["rule"], "audit-execs");
+    assert_eq!(events[0]["syscall"], "execve");
+    assert_eq!(events[0]["action"], "audited");
+    assert_eq!(events[0]["pid"], pid);
+    assert!(events[0].get("signal").is_none());
+    let id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cgroup.dir).unwrap());
+    assert_eq!(events[0]["cgroup_id"], id);
+
+    // Outside the cgroup: nothing.
+    let outside = Launched::new(&["/bin/true"]);
+    let ppid = outside.ppid.to_string();
+    let reflex = Reflex::start_with_env(&[&policy, "--ppid", &ppid, "--json"], &env);
+    let (ended, _) = outside.go();
+    let out = reflex.stop();
+    assert_eq!(ended, Ended::Exit(0));
+    assert_eq!(out.summary("events"), 0);
+}
+
+// ---- selectors ----
+
+/// Audits ptrace(PEEKTEXT) from the caller when the `match:` block holds;
+/// returns how many events it made.
+fn audited_with(selector: &str, cmd_prefix: &[&str]) -> u64 {
+    let policy = PolicyFile::new(&format!(
+        "rules:\n  - name: sel\n    syscall: ptrace\n    match: {selector}\n    action: audit\n"
+    ));
+    let mut cmd: Vec<String> = cmd_prefix.iter().map(|s| s.to_string()).collect();
+    cmd.extend(caller_cmd(&["call", &sysno("ptrace"), "1", "0", "0", "0"]));
+    let (ended, printed, out, _) = under(policy.arg(), &[], &[], &cmd);
+    assert_eq!(ended, Ended::Exit(0), "{printed:?} {:?}", out.stderr);
+    for e in out.json() {
+        assert_eq!(e["rule"], "sel");
+        assert_eq!(e["action"], "audited");
+    }
+    out.summary("audited")
+}
+
+#[test]
+fn selector_pid_ppid_and_not_forms() {
+    if !root_or_skip("selector_pid_ppid_and_not_forms") {
+        return;
+    }
+    // The pid is known before the command runs: the launcher holds it.
+    let policy = |sel: &str| {
+        PolicyFile::new(&format!(
+            "rules:\n  - name: sel\n    syscall: ptrace\n    match: {sel}\n    action: audit\n"
+        ))
+    };
+    let cmd = caller_cmd(&["call", &sysno("ptrace"), "1", "0", "0", "0"]);
+    for (form, expect) in [
+        ("{pid: PID}", 1),
+        ("{pid: {not: [PID]}}", 0),
+        ("{ppid: PPID}", 1),
+        ("{ppid: {not: PPID}}", 0),
+    ] {
+        let target = launch(&cmd);
+        let file = policy(
+            &form
+                .replace("PPID", &target.ppid.to_string())
+                .replace("PID", &target.pid.to_string()),
+        );
+        let ppid = target.ppid.to_string();
+        let reflex = Reflex::start(&[file.arg(), "--ppid", &ppid, "--json"]);
+        let (ended, _) = target.go();
+        let out = reflex.stop();
+        assert_eq!(ended, Ended::Exit(0));
+        assert_eq!(out.summary("audited"), expect, "{form}");
+    }
+}
+
+#[test]
+fn selector_uid_gid() {
+    if !root_or_skip("selector_uid_gid") {
+        return;
+    }
+    let as_1000 = ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups"];
+    assert_eq!(audited_with("{uid: 1000}", &as_1000), 1);
+    assert_eq!(audited_with("{uid: 1000}", &[]), 0);
+    assert_eq!(audited_with("{uid: {not: [0]}}", &as_1000), 1);
+    assert_eq!(audited_with("{gid: [5, 1000]}", &as_1000), 1);
+    assert_eq!(audited_with("{gid: root}", &as_1000), 0);
+    assert_eq!(audited_with("{gid: root}", &[]), 1);
+}
+
+#[test]
+fn selector_comm() {
+    if !root_or_skip("selector_comm") {
+        return;
+    }
+    assert_eq!(audited_with("{comm: [bash, python3]}", &[]), 1);
+    assert_eq!(audited_with("{comm: strace}", &[]), 0);
+    assert_eq!(audited_with("{comm: {not: strace}}", &[]), 1);
+}
+
+#[test]
+fn selector_parent_executable() {
+    if !root_or_skip("selector_parent_executable") {
+        return;
+    }
+    // The caller's parent is the launcher, a python interpreter.
+    let probe = Launched::new(&["true"]);
+    let python = std::fs::read_link(format!("/proc/{}/exe", probe.ppid)).unwrap();
+    drop(probe);
+    let python = python.to_str().unwrap();
+    assert_eq!(
+        audited_with(&format!("{{parent_executable: {python}}}"), &[]),
+        1
+    );
+    assert_eq!(audited_with("{parent_executable: /bin/dash}", &[]), 0);
+    assert_eq!(
+        audited_with(&format!("{{parent_executable: {{not: [{python}]}}}}"), &[]),
+        0
+    );
+}
+
+#[test]
+fn selector_executable_is_the_inode_not_the_name() {
+    if !root_or_skip("selector_executable_is_the_inode_not_the_name") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let named = dir.path().join("tracer-a");
+    std::fs::copy("/usr/bin/strace", &named).unwrap();
+    let policy = PolicyFile::new(&format!(
+        "rules:\n  - name: exe\n    syscall: ptrace\n    match: {{executable: {}}}\n    action: kill\n",
+        named.display()
+    ));
+    // Renamed after the policy loaded: still the same file, still matched.
+    let renamed = dir.path().join("tracer-b");
+    let target = Launched::new(&[renamed.to_str().unwrap(), "-o", "/dev/null", "/bin/true"]);
+    let ppid = target.ppid.to_string();
+    let reflex = Reflex::start(&[policy.arg(), "--ppid", &ppid, "--json"]);
+    std::fs::rename(&named, &renamed).unwrap();
+    let (ended, _) = target.go();
+    let out = reflex.stop();
+    assert_eq!(ended, Ended::Signal(SIGKILL), "{:?}", out.stderr);
+    assert_eq!(out.json()[0]["comm"], "tracer-b");
+
+    // The original strace is another file: not matched.
+    std::fs::copy("/usr/bin/strace", &named).unwrap(); // the path exists again, for the policy
+    let (ended, _, out, _) = under(policy.arg(), &[], &[], &strace());
+    assert_eq!(ended, Ended::Exit(0));
+    assert_eq!(out.summary("events"), 0);
+}
+
+// ---- arguments, actions, precedence, scale ----
+
+#[test]
+fn argument_matchers() {
+    if !root_or_skip("argument_matchers") {
+        return;
+    }
+    let policy = PolicyFile::new(concat!(
+        "rules:\n",
+        "  - name: attach\n    syscall: ptrace\n    args: {request: [PTRACE_ATTACH, PTRACE_SEIZE]}\n    action: audit\n",
+        "  - name: bits-and-range\n    syscall: ptrace\n    args: {addr: {any_bits: 3}, data: {range: [10, 20]}}\n    action: audit\n",
+        "  - name: outside\n    syscall: ptrace\n    args: {request: 2, data: {outside: [0, 99]}}\n    action: audit\n",
+    ));
+    let p = sysno("ptrace");
+    let call = |a: [&str; 4]| {
+        let mut v = vec!["--".to_string(), p.clone()];
+        v.extend(a.iter().map(|s| s.to_string()));
+        v
+    };
+    let mut args = vec![
+        "call".to_string(),
+        p.clone(),
+        "16".into(),
+        "0".into(),
+        "0".into(),
+        "0".into(),
+    ];
+    for c in [
+        ["1", "0", "1", "15"],     // bits-and-range
+        ["1", "0", "4", "15"],     // no: bits
+        ["1", "0", "2", "30"],     // no: range
+        ["2", "0", "0", "100"],    // outside
+        ["2", "0", "0", "50"],     // no
+        ["0x4206", "0", "0", "0"], // attach (SEIZE)
+    ] {
+        args.extend(call(c));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ended, _, out, _) = under(policy.arg(), &[], &[], &caller_cmd(&args));
+    assert_eq!(ended, Ended::Exit(0));
+    assert_eq!(
+        rules_fired(&out),
+        ["attach", "bits-and-range", "outside", "attach"]
+    );
+}
+
+#[test]
+fn first_matching_rule_answers_and_monitor_mode_sends_nothing() {
+    if !root_or_skip("first_matching_rule_answers_and_monitor_mode_sends_nothing") {
+        return;
+    }
+    let policy = PolicyFile::new(concat!(
+        "rules:\n",
+        "  - {name: root-audited, syscall: ptrace, match: {uid: 0}, action: audit}\n",
+        "  - {name: everyone-killed, syscall: ptrace, action: kill}\n",
+    ));
+    let (ended, _, out, _) = under(policy.arg(), &[], &[], &strace());
+    assert_eq!(
+        ended,
+        Ended::Exit(0),
+        "the earlier audit rule answers for root"
+    );
+    assert!(rules_fired(&out).iter().all(|r| r == "root-audited"));
+
+    let monitor = PolicyFile::new(
+        "mode: monitor\nrules:\n  - {name: would-kill, syscall: ptrace, action: kill}\n",
+    );
+    let (ended, _, out, _) = under(monitor.arg(), &[], &[], &strace());
+    assert_eq!(ended, Ended::Exit(0), "monitor mode sends nothing");
+    let events = out.json();
+    assert!(!events.is_empty());
+    assert!(
+        events
+            .iter()
+            .all(|e| e["action"] == "would-signal" && e["signal"] == "SIGKILL")
+    );
+}
+
+#[test]
+fn the_right_rule_among_hundreds() {
+    if !root_or_skip("the_right_rule_among_hundreds") {
+        return;
+    }
+    let target = launch(&caller_cmd(&[
+        "call",
+        &sysno("kill"),
+        "0",
+        "0",
+        "--",
+        &sysno("ptrace"),
+        "1",
+        "0",
+        "0",
+        "0",
+    ]));
+    let mut yaml = String::from("rules:\n");
+    // 60 rules per syscall on other pids, one on the target's, on two syscalls,
+    // plus filler rules on other syscalls: 300 rules in all.
+    for i in 0..60u32 {
+        let pid = if i == 37 { target.pid } else { 4_000_000 + i };
+        for sc in ["kill", "ptrace"] {
+            yaml.push_str(&format!(
+                "  - {{name: {sc}-{i}, syscall: {sc}, match: {{pid: {pid}}}, action: audit}}\n"
+            ));
+        }
+    }
+    for (i, sc) in ["getpid", "getuid", "getgid"]
+        .iter()
+        .cycle()
+        .take(180)
+        .enumerate()
+    {
+        yaml.push_str(&format!(
+            "  - {{name: filler-{i}, syscall: {sc}, match: {{uid: {}}}, action: audit}}\n",
+            10_000 + i
+        ));
+    }
+    let policy = PolicyFile::new(&yaml);
+    let ppid = target.ppid.to_string();
+    let reflex = Reflex::start(&[policy.arg(), "--ppid", &ppid, "--json"]);
+    let (ended, _) = target.go();
+    let out = reflex.stop();
+    assert_eq!(ended, Ended::Exit(0));
+    assert_eq!(rules_fired(&out), ["kill-37", "ptrace-37"]);
+}
+
+#[test]
+fn both_attachment_strategies_answer() {
+    if !root_or_skip("both_attachment_strategies_answer") {
+        return;
+    }
+    let policy =
+        PolicyFile::new("rules:\n  - {name: r, syscall: [ptrace, getppid], action: audit}\n");
+    let cmd = caller_cmd(&[
+        "call",
+        &sysno("getppid"),
+        "--",
+        &sysno("ptrace"),
+        "1",
+        "0",
+        "0",
+        "0",
+    ]);
+    for (how, hook) in [
+        ("tracepoint", "tp/syscalls/sys_enter_getppid"),
+        ("raw", "tp_btf/sys_enter"),
+        ("auto", "tp_btf/sys_enter"),
+    ] {
+        let (ended, _, out, pid) = under(policy.arg(), &["--attach", how], &[], &cmd);
+        assert_eq!(ended, Ended::Exit(0));
+        assert!(
+            out.stderr.iter().any(|l| l.contains(hook)),
+            "{how}: {:?}",
+            out.stderr
+        );
+        let events = out.json();
+        let syscalls: Vec<&str> = events
+            .iter()
+            .map(|e| e["syscall"].as_str().unwrap())
+            .collect();
+        assert_eq!(syscalls, ["getppid", "ptrace"], "{how}");
+        assert_eq!(
+            events[1]["args"],
+            serde_json::json!([1, 0, 0, 0, 0, 0]),
+            "{how}"
+        );
+        assert!(events.iter().all(|e| e["pid"] == pid));
+    }
+}
+
+// ---- reloads ----
+
+const RULE_A: &str = "rules:\n  - {name: a, syscall: ptrace, action: audit}\n";
+/// B also watches a hot syscall, so the hooks change with every switch.
+const RULE_B: &str = "rules:\n  - {name: b, syscall: [ptrace, getppid], action: audit}\n";
+
+#[test]
+fn no_call_escapes_across_reloads() {
+    if !root_or_skip("no_call_escapes_across_reloads") {
+        return;
+    }
+    const CALLS: u64 = 30_000;
+    let policy = PolicyFile::new(RULE_A);
+    let target = launch(&caller_cmd(&[
+        "paced",
+        &CALLS.to_string(),
+        "3",
+        &sysno("ptrace"),
+        "1",
+        "0",
+        "0",
+        "0",
+    ]));
+    let ppid = target.ppid.to_string();
+    let reflex = Reflex::start(&[
+        policy.arg(),
+        "--ppid",
+        &ppid,
+        "--json",
+        "--ring-buffer",
+        "16384",
+    ]);
+    let caller = std::thread::spawn(move || target.go());
+    // Reload as fast as reflex takes it, alternating rule sets (and hooks:
+    // tracepoint for A, raw for B), by SIGHUP and by rewriting the file.
+    let started = Instant::now();
+    let mut i = 0;
+    while !caller.is_finished() && started.elapsed() < Duration::from_secs(60) {
+        i += 1;
+        if i % 2 == 0 {
+            policy.rewrite(if i % 4 == 0 { RULE_A } else { RULE_B });
+        } else {
+            reflex.signal(nix::sys::signal::Signal::SIGHUP);
+        }
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    let (ended, _) = caller.join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = reflex.stop();
+    assert_eq!(ended, Ended::Exit(0));
+    let reloads: u64 = out
+        .stderr
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("reflex: detached after ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap();
+    assert!(
+        reloads >= 50,
+        "only {reloads} reloads happened: {:?}",
+        out.stderr
+    );
+    let fired = rules_fired(&out);
+    assert_eq!(out.summary("dropped"), 0);
+    assert_eq!(
+        fired.len() as u64,
+        CALLS,
+        "every call was answered by one rule set or the other"
+    );
+    assert!(fired.iter().any(|r| r == "a") && fired.iter().any(|r| r == "b"));
+    assert!(fired.iter().all(|r| r == "a" || r == "b"));
+}
+
+#[test]
+fn an_invalid_reload_keeps_the_rules_in_force() {
+    if !root_or_skip("an_invalid_reload_keeps_the_rules_in_force") {
+        return;
+    }
+    let policy = PolicyFile::new(RULE_A);
+    let target = launch(&strace());
+    let ppid = target.ppid.to_string();
+    let mut reflex = Reflex::start(&[policy.arg(), "--ppid", &ppid, "--json"]);
+    policy.rewrite("rules:\n  - {name: a, syscall: ptrce, action: kill}\n");
+    reflex
+        .stderr
+        .wait_for("the refused reload", |l| l.contains("reload refused"));
+    let why = reflex
+        .stderr
+        .wait_for("the reason", |l| l.contains("unknown syscall"));
+    assert!(
+        why.contains("policy.yaml:2:24: error: unknown syscall 'ptrce' — did you mean 'ptrace'?"),
+        "{why}"
+    );
+    let (ended, _) = target.go();
+    let out = reflex.stop();
+    assert_eq!(ended, Ended::Exit(0), "rule a (audit) still answers");
+    assert!(!rules_fired(&out).is_empty());
+    assert!(rules_fired(&out).iter().all(|r| r == "a"));
+}
