@@ -53,7 +53,7 @@ fn validate_accepts_the_examples_without_privileges() {
         assert!(text.contains(f), "{f} in {text}");
     }
     assert!(
-        text.contains("ptrace               1 rules, 2 selector lookups per call"),
+        text.contains("ptrace               1 rule, 2 selector lookups per call"),
         "{text}"
     );
 }

@@ -33,11 +33,12 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
                 loaded.warnings.len()
             );
             for table in set.syscalls.values() {
+                let (rules, lookups) = (table.slots.len(), table.dims.count_ones());
                 println!(
-                    "  {:<20} {} rules, {} selector lookups per call",
+                    "  {:<20} {rules} rule{}, {lookups} selector lookup{} per call",
                     table.name,
-                    table.slots.len(),
-                    table.dims.count_ones()
+                    if rules == 1 { "" } else { "s" },
+                    if lookups == 1 { "" } else { "s" },
                 );
             }
             ExitCode::SUCCESS
