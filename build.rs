@@ -10,7 +10,14 @@ use libbpf_cargo::SkeletonBuilder;
 /// Where the vendored vmlinux.h lives (one per target arch).
 const VMLINUX_DIR: &str = "src/kernel/bpf/vmlinux";
 /// Each BPF object: (its folder, next to the Rust that loads it; its name).
-const OBJECTS: [(&str, &str); 2] = [("src/kernel/bpf", "reflex"), ("src/probe/bpf", "probe")];
+/// `seed` (the tutorial's program, a baseline) and `clock` (an exit-time
+/// recorder) are for the benchmarks only.
+const OBJECTS: [(&str, &str); 4] = [
+    ("src/kernel/bpf", "reflex"),
+    ("src/probe/bpf", "probe"),
+    ("benches/suite/bpf", "seed"),
+    ("benches/suite/bpf", "clock"),
+];
 /// Oldest clang that compiles our BPF C with the CO-RE features we use.
 const MIN_CLANG: u32 = 14;
 
@@ -30,7 +37,9 @@ fn main() {
     let clang = find_clang();
 
     println!("cargo:rerun-if-env-changed=REFLEX_CLANG");
-    for (dir, _) in OBJECTS {
+    let mut dirs: Vec<&str> = OBJECTS.iter().map(|(d, _)| *d).collect();
+    dirs.dedup();
+    for dir in dirs {
         for entry in std::fs::read_dir(dir).expect("BPF folder exists") {
             let path = entry.expect("readable dir entry").path();
             if path.extension().is_some_and(|e| e == "c" || e == "h") {

@@ -74,6 +74,10 @@ pub struct RunArgs {
     /// (one per syscall) or raw (one tp_btf/sys_enter program).
     #[arg(long, value_name = "HOW", default_value = "auto")]
     pub attach: Choice,
+    /// Benchmark only: every rule in monitor mode, and reflex sends the
+    /// signal itself with kill() after reading the event (the old path).
+    #[arg(long, hide = true)]
+    pub userspace_kill: bool,
 }
 
 #[derive(Debug, Args, Clone, PartialEq, Eq)]
@@ -103,13 +107,15 @@ impl RunArgs {
         Settings {
             ring_buffer_bytes: self.ring_buffer * 1024,
             scope_ppid: self.ppid.unwrap_or(0),
+            // The old path's best case: the daemon reads each event at once.
+            wake_every_event: self.userspace_kill,
             ..Settings::default()
         }
     }
 
     pub fn options(&self) -> rules::Options {
         rules::Options {
-            monitor_all: self.dry_run,
+            monitor_all: self.dry_run || self.userspace_kill,
         }
     }
 

@@ -14,13 +14,13 @@ use libbpf_rs::RingBufferBuilder;
 use super::watch::Watcher;
 use crate::cli::RunArgs;
 use crate::events::{Clock, Event, RuleNames};
-use crate::kernel::attach::{self, Offer, Plan};
-use crate::kernel::{Kernel, Settings};
+use crate::kernel::attach::{self, Offer, Plan, Strategy};
+use crate::kernel::{EVENT_PERIOD, Kernel, Settings};
 use crate::policy::check::Loaded;
 use crate::policy::{Env, Mode};
 use crate::probe::{self, Privileges, ProgramKind};
 use crate::rules::RuleSet;
-use crate::sinks::{Json, Sink, Summary, Text};
+use crate::sinks::{Json, Responder, Sink, Summary, Text};
 
 /// Quiet time after a file change before reloading (editors write in steps).
 const SETTLE: Duration = Duration::from_millis(150);
@@ -166,10 +166,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
     let mut storage = MaybeUninit::uninit();
     let mut kernel = Kernel::load(&mut storage, &settings)?;
-    let sink: RefCell<Box<dyn Sink>> = RefCell::new(if args.json {
-        Box::new(Json::new(io::stdout()))
-    } else {
-        Box::new(Text::new(io::stdout()))
+    // Buffered, and flushed after each batch the ring buffer hands over.
+    let out = || io::BufWriter::with_capacity(64 * 1024, io::stdout());
+    let sink: RefCell<Box<dyn Sink>> = RefCell::new(match (args.json, args.userspace_kill) {
+        (true, false) => Box::new(Json::new(out())),
+        (false, false) => Box::new(Text::new(out())),
+        (true, true) => Box::new(Responder::new(Json::new(out()))),
+        (false, true) => Box::new(Responder::new(Text::new(out()))),
     });
     let clock = Clock::new();
     let names: RefCell<RuleNames> = RefCell::default();
@@ -208,6 +211,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     kernel.install(&set, &plan)?;
     *names.borrow_mut() = kernel.rule_names();
     sink.borrow_mut().start()?;
+    sink.borrow_mut().flush()?;
     for line in describe(&loaded, &plan, &settings, args.dry_run) {
         eprintln!("{line}");
     }
@@ -224,11 +228,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut changed_at: Option<Instant> = None;
     let mut reloads = 0u64;
     while !stop.load(Ordering::Relaxed) && !broken_pipe.get() {
-        if let Err(e) = ring.poll(Duration::from_millis(100)) {
+        // Woken by the kernel when enough events wait, else on the period;
+        // either way, take everything there is.
+        if let Err(e) = ring.poll(EVENT_PERIOD).and_then(|()| ring.consume()) {
             if e.kind() != libbpf_rs::ErrorKind::Interrupted && !broken_pipe.get() {
                 return Err(e).context("reading events");
             }
         }
+        flush(&sink, &broken_pipe);
         if watcher.as_ref().is_some_and(Watcher::changed) {
             changed_at = Some(Instant::now());
         }
@@ -237,7 +244,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             changed_at = None;
             // Events of the set about to be rewritten are named first.
             let _ = ring.consume();
-            match reload(args, &env, &raw_refused, &mut kernel) {
+            match reload(args, &env, &raw_refused, plan.strategy, &mut kernel) {
                 Ok(text) => {
                     reloads += 1;
                     *names.borrow_mut() = kernel.rule_names();
@@ -254,6 +261,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     kernel.detach();
     let _ = ring.consume();
     drop(ring);
+    flush(&sink, &broken_pipe);
     let summary = Summary {
         kernel: kernel.stats().context("reading the kernel's counters")?,
         received: received.get(),
@@ -265,11 +273,22 @@ pub fn run(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
+fn flush(sink: &RefCell<Box<dyn Sink>>, broken_pipe: &Cell<bool>) {
+    if let Err(e) = sink.borrow_mut().flush() {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            broken_pipe.set(true);
+        } else {
+            tracing::warn!("writing events: {e}");
+        }
+    }
+}
+
 /// Reads, checks and installs the policies again.
 fn reload(
     args: &RunArgs,
     env: &Env,
     raw_refused: &Option<String>,
+    in_force: Strategy,
     kernel: &mut Kernel,
 ) -> Result<String> {
     let (loaded, set) = args.compile(env)?;
@@ -278,12 +297,13 @@ fn reload(
     }
     thread_check(&set)?;
     let plan =
-        attach::plan(&set, args.attach, &offer(&set, raw_refused)).map_err(anyhow::Error::msg)?;
+        attach::replan(&set, in_force, &offer(&set, raw_refused)).map_err(anyhow::Error::msg)?;
     kernel.install(&set, &plan)?;
     Ok(format!(
-        "reflex: reloaded {} rules ({} hooks: {})",
+        "reflex: reloaded {} rules; hooks: {} ({}): {}",
         set.rules.len(),
         plan.strategy,
+        plan.reason,
         kernel.hooks().join(", ")
     ))
 }

@@ -213,6 +213,31 @@ pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String
     }
 }
 
+/// The plan for a reload: the hooks chosen at start stay. Each kind of hook
+/// reads the active rule set at its own moment of a call, so switching kinds
+/// while calls are in flight could answer a call twice or not at all; a
+/// reload never switches, and says when another kind would now cost less.
+pub fn replan(set: &RuleSet, in_force: Strategy, offer: &Offer) -> Result<Plan, String> {
+    let mut kept = plan(set, Choice::Only(in_force), offer).map_err(|e| {
+        let e = e
+            .split_once(": ")
+            .map(|(_, why)| why)
+            .unwrap_or(&e)
+            .to_string();
+        format!(
+            "the {in_force} hooks chosen at start cannot serve these rules ({e}): restart reflex"
+        )
+    })?;
+    kept.reason = match plan(set, Choice::Auto, offer) {
+        Ok(best) if best.strategy != in_force => format!(
+            "kept from start; {} would now cost less ({}): restart reflex to switch",
+            best.strategy, best.reason
+        ),
+        _ => "kept from start".into(),
+    };
+    Ok(kept)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +304,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.starts_with("no way to watch kill"), "{err}");
+    }
+
+    #[test]
+    fn reloads_keep_the_hooks() {
+        let p = replan(&set("openat"), Strategy::Tracepoint, &Offer::default()).unwrap();
+        assert_eq!(p.strategy, Strategy::Tracepoint);
+        assert!(
+            p.reason
+                .starts_with("kept from start; raw would now cost less"),
+            "{}",
+            p.reason
+        );
+        let p = replan(&set("kill"), Strategy::Tracepoint, &Offer::default()).unwrap();
+        assert_eq!(p.reason, "kept from start");
+        let no_tp = Offer {
+            without_tracepoint: vec!["kill"],
+            ..Offer::default()
+        };
+        let err = replan(&set("kill"), Strategy::Tracepoint, &no_tp).unwrap_err();
+        assert!(
+            err.contains(
+                "cannot serve these rules (this kernel has no syscall tracepoint for kill): restart"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

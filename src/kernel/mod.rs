@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use std::os::fd::{AsFd, AsRawFd};
+
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, PrintLevel, TracepointCategory};
 
 use crate::policy::Target;
@@ -32,6 +34,10 @@ mod skel {
 /// The kernel/user boundary types, generated from `bpf/reflex.h` via BTF.
 pub use skel::types;
 use types::{reflex_handler as H, reflex_limit as L, reflex_verdict as V};
+
+/// How often the reader looks at the event buffer when the kernel has not
+/// woken it (events are batched: see `wake_at` in reflex.bpf.c).
+pub const EVENT_PERIOD: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Sums of the kernel's per-CPU counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,6 +61,8 @@ pub struct Settings {
     pub scope_ppid: u32,
     /// Load the tp_btf programs (raw syscall hook, protected-set followers).
     pub load_btf_programs: bool,
+    /// Wake the event reader at every event, not in batches.
+    pub wake_every_event: bool,
 }
 
 impl Default for Settings {
@@ -63,6 +71,7 @@ impl Default for Settings {
             ring_buffer_bytes: 256 * 1024,
             scope_ppid: 0,
             load_btf_programs: true,
+            wake_every_event: false,
         }
     }
 }
@@ -159,6 +168,59 @@ struct Slot {
     rules: Vec<String>,
 }
 
+/// Programs loaded only when a rule set first needs them, in an object of
+/// their own that shares every map with the main one: start-up verifies
+/// only what the first policy uses.
+struct Extra {
+    skel: skel::ReflexSkel<'static>,
+    links: Vec<Link>,
+}
+
+const TRACEPOINT_PROGRAMS: &[&str] = &[
+    "reflex_tp0",
+    "reflex_tp1",
+    "reflex_tp2",
+    "reflex_tp3",
+    "reflex_tp4",
+    "reflex_tp5",
+    "reflex_tp6",
+    "reflex_tp_eval",
+];
+const RAW_PROGRAMS: &[&str] = &["reflex_raw"];
+const FOLLOWER_PROGRAMS: &[&str] = &["reflex_fork", "reflex_exec", "reflex_exit"];
+
+/// Opens the object with `settings` written in and only `programs` to load.
+fn open_object<'a>(
+    storage: &'a mut MaybeUninit<OpenObject>,
+    settings: &Settings,
+    programs: &[&str],
+) -> Result<skel::OpenReflexSkel<'a>, LoadError> {
+    let mut open = skel::ReflexSkelBuilder::default()
+        .open(storage)
+        .map_err(LoadError::Open)?;
+    open.maps
+        .events
+        .set_max_entries(settings.ring_buffer_bytes)
+        .map_err(map_err("events"))?;
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .expect("reflex.bpf.c has const volatile globals");
+    rodata.reflex_tgid = std::process::id();
+    rodata.scope_ppid = settings.scope_ppid;
+    rodata.wake_at = if settings.wake_every_event {
+        0
+    } else {
+        u64::from(settings.ring_buffer_bytes / 8)
+    };
+    for mut prog in open.open_object_mut().progs_mut() {
+        let name = prog.name().to_string_lossy().into_owned();
+        prog.set_autoload(programs.contains(&name.as_str()));
+    }
+    Ok(open)
+}
+
 /// reflex's programs, loaded, with what is attached.
 pub struct Kernel<'obj> {
     skel: skel::ReflexSkel<'obj>,
@@ -166,8 +228,8 @@ pub struct Kernel<'obj> {
     active: Option<u32>,
     slots: [Slot; 2],
     tracepoints: BTreeMap<i32, (&'static str, Link)>,
-    raw: Option<Link>,
-    followers: Vec<Link>,
+    raw: Option<Extra>,
+    followers: Option<Extra>,
     /// Protected executables and cgroups in force, and those of the rules
     /// being replaced.
     protected_objects: (Vec<types::reflex_file_key>, Vec<u64>),
@@ -177,43 +239,27 @@ pub struct Kernel<'obj> {
 }
 
 impl<'obj> Kernel<'obj> {
-    /// Loads the object; nothing is enforced until [`Kernel::install`].
-    /// Nothing stays loaded if any step fails.
+    /// Loads the object with its tracepoint programs; nothing is enforced
+    /// until [`Kernel::install`]. Nothing stays loaded if any step fails.
     pub fn load(
         storage: &'obj mut MaybeUninit<OpenObject>,
         settings: &Settings,
     ) -> Result<Kernel<'obj>, LoadError> {
-        let mut open = skel::ReflexSkelBuilder::default()
-            .open(storage)
-            .map_err(LoadError::Open)?;
-        open.maps
-            .events
-            .set_max_entries(settings.ring_buffer_bytes)
-            .map_err(map_err("events"))?;
-        let rodata = open
-            .maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("reflex.bpf.c has const volatile globals");
-        rodata.reflex_tgid = std::process::id();
-        rodata.scope_ppid = settings.scope_ppid;
-        for prog in [
-            &mut open.progs.reflex_raw,
-            &mut open.progs.reflex_fork,
-            &mut open.progs.reflex_exec,
-            &mut open.progs.reflex_exit,
-        ] {
-            prog.set_autoload(settings.load_btf_programs);
-        }
+        let open = open_object(storage, settings, TRACEPOINT_PROGRAMS)?;
         let skel = with_libbpf_log(|| open.load())
             .map_err(|(source, log)| LoadError::Load { source, log })?;
+        let eval = skel.progs.reflex_tp_eval.as_fd().as_raw_fd() as u32;
+        skel.maps
+            .tp_eval
+            .update(&0u32.to_ne_bytes(), &eval.to_ne_bytes(), MapFlags::ANY)
+            .map_err(map_err("tp_eval"))?;
         Ok(Kernel {
             skel,
             active: None,
             slots: Default::default(),
             tracepoints: BTreeMap::new(),
             raw: None,
-            followers: Vec::new(),
+            followers: None,
             protected_objects: Default::default(),
             retired_objects: Default::default(),
             settings: *settings,
@@ -221,16 +267,49 @@ impl<'obj> Kernel<'obj> {
         })
     }
 
+    /// Loads `programs` in a second instance of the object that uses this
+    /// one's maps.
+    fn load_extra(&self, programs: &[&str]) -> Result<Extra, LoadError> {
+        if !self.settings.load_btf_programs {
+            return Err(LoadError::Unavailable(format!(
+                "{} cannot load here (tp_btf programs are refused), so the raw syscall hook \
+                 and the following of protected executables and cgroups are unavailable",
+                programs.join(", ")
+            )));
+        }
+        // Loaded once for the life of the process; the storage lives as long.
+        let storage = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = open_object(storage, &self.settings, programs)?;
+        for mut map in open.open_object_mut().maps_mut() {
+            let name = map.name().to_os_string();
+            if name.to_string_lossy().starts_with('.') {
+                continue; // this instance's own .rodata and .bss
+            }
+            if let Some(shared) = self.skel.object().maps().find(|m| m.name() == name) {
+                map.reuse_fd(shared.as_fd())
+                    .map_err(map_err("shared maps"))?;
+            }
+        }
+        let skel = with_libbpf_log(|| open.load())
+            .map_err(|(source, log)| LoadError::Load { source, log })?;
+        Ok(Extra {
+            skel,
+            links: Vec::new(),
+        })
+    }
+
     /// Puts `set` in force with one atomic switch, hooking syscalls as `plan`
     /// says. On error the rules in force before stay in force.
     pub fn install(&mut self, set: &RuleSet, plan: &Plan) -> Result<(), LoadError> {
-        if (plan.strategy == Strategy::Raw || set.protect.track) && !self.settings.load_btf_programs
-        {
-            return Err(LoadError::Unavailable(
-                "the tp_btf programs were not loaded: the raw syscall hook and the \
-                 protection of executables and cgroups are unavailable"
-                    .into(),
-            ));
+        // Each kind of hook reads the active set at its own moment of a call:
+        // switching kinds under live rules could answer a call twice or never.
+        if let Some(in_force) = self.plan.as_ref().map(|p| p.strategy) {
+            if in_force != plan.strategy {
+                return Err(LoadError::Unavailable(format!(
+                    "the rules in force use {in_force} hooks; switching to {} needs a restart",
+                    plan.strategy
+                )));
+            }
         }
         let next = match self.active {
             None => 0,
@@ -367,7 +446,7 @@ impl<'obj> Kernel<'obj> {
                     if self.tracepoints.contains_key(&nr) {
                         continue;
                     }
-                    let name = format!("sys_enter_{}", table.name);
+                    let name = format!("sys_enter_{}", crate::probe::tracepoint_name(table.name));
                     let nargs = plan.args.get(table.name).copied().unwrap_or(6);
                     let progs = &self.skel.progs;
                     let (program, prog) = match nargs {
@@ -391,30 +470,43 @@ impl<'obj> Kernel<'obj> {
             }
             Strategy::Raw => {
                 if self.raw.is_none() {
-                    let link = self.skel.progs.reflex_raw.attach().map_err(|source| {
-                        LoadError::Attach {
-                            program: "reflex_raw",
-                            hook: "tp_btf/sys_enter".into(),
-                            source,
-                        }
-                    })?;
-                    self.raw = Some(link);
+                    self.raw = Some(self.load_extra(RAW_PROGRAMS)?);
+                }
+                let raw = self.raw.as_mut().expect("loaded above");
+                if raw.links.is_empty() {
+                    let link =
+                        raw.skel
+                            .progs
+                            .reflex_raw
+                            .attach()
+                            .map_err(|source| LoadError::Attach {
+                                program: "reflex_raw",
+                                hook: "tp_btf/sys_enter".into(),
+                                source,
+                            })?;
+                    raw.links.push(link);
                 }
             }
         }
-        if set.protect.track && self.followers.is_empty() {
-            let progs = &self.skel.progs;
-            for (program, prog) in [
-                ("reflex_fork", &progs.reflex_fork),
-                ("reflex_exec", &progs.reflex_exec),
-                ("reflex_exit", &progs.reflex_exit),
-            ] {
-                let link = prog.attach().map_err(|source| LoadError::Attach {
-                    program,
-                    hook: format!("tp_btf/sched_process_{}", &program[7..]),
-                    source,
-                })?;
-                self.followers.push(link);
+        if set.protect.track {
+            if self.followers.is_none() {
+                self.followers = Some(self.load_extra(FOLLOWER_PROGRAMS)?);
+            }
+            let followers = self.followers.as_mut().expect("loaded above");
+            if followers.links.is_empty() {
+                let progs = &followers.skel.progs;
+                for (program, prog) in [
+                    ("reflex_fork", &progs.reflex_fork),
+                    ("reflex_exec", &progs.reflex_exec),
+                    ("reflex_exit", &progs.reflex_exit),
+                ] {
+                    let link = prog.attach().map_err(|source| LoadError::Attach {
+                        program,
+                        hook: format!("tp_btf/sched_process_{}", &program[7..]),
+                        source,
+                    })?;
+                    followers.links.push(link);
+                }
             }
         }
         Ok(())
@@ -430,7 +522,9 @@ impl<'obj> Kernel<'obj> {
         self.tracepoints
             .retain(|nr, _| strategy == Some(Strategy::Tracepoint) && in_force.contains(nr));
         if strategy != Some(Strategy::Raw) {
-            self.raw = None;
+            if let Some(raw) = self.raw.as_mut() {
+                raw.links.clear();
+            }
         }
     }
 
@@ -473,7 +567,9 @@ impl<'obj> Kernel<'obj> {
     /// After the switch: forget what only the previous rules protected.
     fn forget_unprotected(&mut self, set: &RuleSet) {
         if !set.protect.track {
-            self.followers.clear();
+            if let Some(f) = self.followers.as_mut() {
+                f.links.clear();
+            }
         }
         let (old_exes, old_cgroups) = std::mem::take(&mut self.retired_objects);
         let maps = &self.skel.maps;
@@ -537,12 +633,17 @@ impl<'obj> Kernel<'obj> {
         let mut hooks: Vec<String> = self
             .tracepoints
             .values()
-            .map(|(name, _)| format!("tp/syscalls/sys_enter_{name}"))
+            .map(|(name, _)| {
+                format!(
+                    "tp/syscalls/sys_enter_{}",
+                    crate::probe::tracepoint_name(name)
+                )
+            })
             .collect();
-        if self.raw.is_some() {
+        if self.raw.as_ref().is_some_and(|r| !r.links.is_empty()) {
             hooks.push("tp_btf/sys_enter".into());
         }
-        if !self.followers.is_empty() {
+        if self.followers.as_ref().is_some_and(|f| !f.links.is_empty()) {
             hooks.push("tp_btf/sched_process_{fork,exec,exit}".into());
         }
         hooks
@@ -551,8 +652,12 @@ impl<'obj> Kernel<'obj> {
     /// Detaches every program; events already in the ring buffer stay readable.
     pub fn detach(&mut self) {
         self.tracepoints.clear();
-        self.raw = None;
-        self.followers.clear();
+        for extra in [self.raw.as_mut(), self.followers.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            extra.links.clear();
+        }
     }
 
     /// The ring buffer carrying [`types::reflex_event`] records.
@@ -592,7 +697,29 @@ impl<'obj> Kernel<'obj> {
 
 /// libbpf's messages while `f` runs (the verifier log among them), returned
 /// with `f`'s error; at other times they go to `tracing` at debug level.
+///
+/// The signals reflex handles are blocked meanwhile: the verifier gives up
+/// with EAGAIN when a signal arrives during a long verification (SIGHUPs
+/// sent in quick succession would make a reload fail). They are delivered
+/// when `f` returns.
 fn with_libbpf_log<T>(
+    f: impl FnOnce() -> Result<T, libbpf_rs::Error>,
+) -> Result<T, (libbpf_rs::Error, String)> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    let mut handled = SigSet::empty();
+    for sig in [Signal::SIGHUP, Signal::SIGINT, Signal::SIGTERM] {
+        handled.add(sig);
+    }
+    let mut before = SigSet::empty();
+    let blocked = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&handled), Some(&mut before)).is_ok();
+    let result = capture_libbpf_log(f);
+    if blocked {
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
+    }
+    result
+}
+
+fn capture_libbpf_log<T>(
     f: impl FnOnce() -> Result<T, libbpf_rs::Error>,
 ) -> Result<T, (libbpf_rs::Error, String)> {
     static CAPTURED: Mutex<Option<String>> = Mutex::new(None);

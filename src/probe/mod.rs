@@ -117,12 +117,22 @@ pub fn tracefs(mount_if_absent: bool) -> io::Result<(PathBuf, bool)> {
     Ok((TRACEFS.into(), true))
 }
 
+/// The kernel's name for a syscall's tracepoint, where it differs from the
+/// syscall's (the tracepoint is named after the kernel function).
+pub fn tracepoint_name(syscall: &str) -> &str {
+    match syscall {
+        "umount2" => "umount",
+        other => other,
+    }
+}
+
 /// The number of arguments the kernel's `syscalls/sys_enter_<name>`
-/// tracepoint records, or None when there is no such tracepoint.
+/// tracepoint records, or None when there is no such tracepoint (the syscall
+/// is not built into this kernel, or has no tracepoint).
 pub fn syscall_tracepoint(tracefs: &Path, syscall: &str) -> Option<u8> {
     let format = tracefs
         .join("events/syscalls")
-        .join(format!("sys_enter_{syscall}"))
+        .join(format!("sys_enter_{}", tracepoint_name(syscall)))
         .join("format");
     let text = fs::read_to_string(format).ok()?;
     let after_nr = text.split("__syscall_nr;").nth(1)?;

@@ -88,7 +88,10 @@ impl<'a> Record<'a> {
 impl<W: Write> Sink for Json<W> {
     fn event(&mut self, event: &Event) -> io::Result<()> {
         serde_json::to_writer(&mut self.out, &Record::new(event))?;
-        self.out.write_all(b"\n")?;
+        self.out.write_all(b"\n")
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 }

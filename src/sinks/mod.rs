@@ -2,10 +2,12 @@
 //! summary counters).
 
 mod json;
+mod responder;
 mod summary;
 mod text;
 
 pub use json::Json;
+pub use responder::Responder;
 pub use summary::Summary;
 pub use text::Text;
 
@@ -20,4 +22,6 @@ pub trait Sink {
         Ok(())
     }
     fn event(&mut self, event: &Event) -> io::Result<()>;
+    /// Called after each batch of events: sinks may buffer until then.
+    fn flush(&mut self) -> io::Result<()>;
 }

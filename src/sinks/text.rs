@@ -10,19 +10,44 @@ use crate::policy::Target;
 
 pub struct Text<W: Write> {
     out: W,
+    /// The last second formatted, and its `HH:MM:SS` (local time is costly
+    /// to compute for every event of a busy stream).
+    clock: Option<(u64, String)>,
 }
 
 impl<W: Write> Text<W> {
     pub fn new(out: W) -> Self {
-        Text { out }
+        Text { out, clock: None }
+    }
+
+    fn hhmmss(&mut self, event: &Event) -> String {
+        let secs = event
+            .time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        match &self.clock {
+            Some((s, text)) if *s == secs => text.clone(),
+            _ => {
+                let time: DateTime<Local> = event.time.into();
+                let text = time.format("%H:%M:%S").to_string();
+                self.clock = Some((secs, text.clone()));
+                text
+            }
+        }
     }
 }
 
 pub const HEADER: &str = "TIME      PID      COMM             SUCCESS  DETAIL";
 
 /// One line of the table for `event`.
-pub fn line(event: &Event) -> String {
+#[cfg(test)]
+fn line(event: &Event) -> String {
     let time: DateTime<Local> = event.time.into();
+    line_at(&time.format("%H:%M:%S").to_string(), event)
+}
+
+fn line_at(hhmmss: &str, event: &Event) -> String {
     let success = match event.outcome {
         Outcome::Signalled => "true",
         Outcome::Failed(_) => "false",
@@ -42,13 +67,7 @@ pub fn line(event: &Event) -> String {
     };
     format!(
         "{}  {:<7}  {:<15}  {:<7}  {} [{} via {}]",
-        time.format("%H:%M:%S"),
-        event.pid,
-        event.comm,
-        success,
-        detail,
-        event.rule,
-        event.syscall
+        hhmmss, event.pid, event.comm, success, detail, event.rule, event.syscall
     )
 }
 
@@ -59,7 +78,11 @@ impl<W: Write> Sink for Text<W> {
     }
 
     fn event(&mut self, event: &Event) -> io::Result<()> {
-        writeln!(self.out, "{}", line(event))?;
+        let hhmmss = self.hhmmss(event);
+        writeln!(self.out, "{}", line_at(&hhmmss, event))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 }

@@ -22,6 +22,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Load-time configuration, set by user space before load. */
 const volatile __u32 reflex_tgid = 0; /* never signal ourselves */
 const volatile __u32 scope_ppid = 0;  /* 0: every parent; else only its children */
+/* Wake the reader only once this many bytes wait in the ring buffer (0: at
+ * every event). Fewer wake-ups cost the watched call less and do not put the
+ * reader between a signalled process and its death; the reader also looks
+ * at the buffer on a short timer, so no event waits long. */
+const volatile __u64 wake_at = 0;
 
 /* Force the boundary types into BTF so the skeleton exports them. */
 struct reflex_event _reflex_event = {};
@@ -71,6 +76,29 @@ struct {
 	__type(key, __u32);
 	__type(value, struct reflex_rule);
 } rules SEC(".maps");
+
+/* A tracepoint call handed from a per-arity stub to reflex_tp_eval. */
+struct reflex_call {
+	__s64 nr;
+	__u32 set; /* read once, by the stub: the call is answered by one set */
+	__u32 _pad;
+	__u64 args[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct reflex_call);
+} calls SEC(".maps");
+
+/* Slot 0: reflex_tp_eval, set by user space after load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} tp_eval SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -315,7 +343,9 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 	e->skip = skip;
 	e->target = rule->target;
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wake_at
+				      ? BPF_RB_FORCE_WAKEUP
+				      : BPF_RB_NO_WAKEUP);
 	return 0;
 }
 
@@ -325,16 +355,20 @@ static __always_inline int evaluate(const struct reflex_syscall *sc, __u32 set, 
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 ppid = BPF_CORE_READ(task, real_parent, tgid);
 	struct reflex_match_key key = {.nr = (__u32)nr, .set = set};
 	__u64 cand = sc->rules;
+	__u32 ppid = 0; /* read when first needed */
 
-	if (scope_ppid && ppid != scope_ppid)
-		return 0;
+	if (scope_ppid) {
+		ppid = BPF_CORE_READ(task, real_parent, tgid);
+		if (ppid != scope_ppid)
+			return 0;
+	}
 
 	/* Cheapest values first: a mismatch stops before the costly reads. */
 	NARROW(REFLEX_DIM_PID, key.value[0] = pid_tgid >> 32);
-	NARROW(REFLEX_DIM_PPID, key.value[0] = ppid);
+	NARROW(REFLEX_DIM_PPID,
+	       key.value[0] = ppid = ppid ?: BPF_CORE_READ(task, real_parent, tgid));
 	NARROW(REFLEX_DIM_UID, key.value[0] = (__u32)bpf_get_current_uid_gid());
 	NARROW(REFLEX_DIM_GID, key.value[0] = bpf_get_current_uid_gid() >> 32);
 	NARROW(REFLEX_DIM_ARG0, key.value[0] = args[0]);
@@ -395,40 +429,41 @@ static __always_inline int evaluate(const struct reflex_syscall *sc, __u32 set, 
 		winner = rule_at(sc, set, first);
 	if (!winner)
 		return 0;
-	return act(winner, set, nr, args, task, pid_tgid, ppid);
+	return act(winner, set, nr, args, task, pid_tgid,
+		   ppid ?: BPF_CORE_READ(task, real_parent, tgid));
 }
 
 /*
  * Programs attached to each watched syscall's own tracepoint. A syscall
  * tracepoint's record holds only that syscall's arguments, and the kernel
- * refuses a program that reads past the record, so there is one program per
- * argument count: reflex_tpN reads N arguments.
+ * refuses a program that reads past the record, so there is one small stub
+ * per argument count (reflex_tpN reads N arguments); each hands the call to
+ * reflex_tp_eval by tail call, so that the rule evaluation is verified once.
  */
 static __always_inline int on_tracepoint(struct syscall_trace_enter *ctx, int nargs)
 {
 	/* The record's own layout: `nr` is an int, and a syscall without
 	 * arguments has nothing after it. */
 	long nr = ctx->nr;
-	__u64 args[6] = {};
-	__u32 set;
-	const struct reflex_syscall *sc = watched(nr, REFLEX_HANDLER_TRACEPOINT, &set);
+	__u32 zero = 0, set;
+	struct reflex_call *call;
 
-	if (!sc)
+	if (!watched(nr, REFLEX_HANDLER_TRACEPOINT, &set))
 		return 0;
+	call = bpf_map_lookup_elem(&calls, &zero);
+	if (!call)
+		return 0;
+	call->nr = nr;
+	call->set = set;
 	/* Spelled out: the verifier refuses context reads at computed offsets. */
-	if (nargs > 0)
-		args[0] = ctx->args[0];
-	if (nargs > 1)
-		args[1] = ctx->args[1];
-	if (nargs > 2)
-		args[2] = ctx->args[2];
-	if (nargs > 3)
-		args[3] = ctx->args[3];
-	if (nargs > 4)
-		args[4] = ctx->args[4];
-	if (nargs > 5)
-		args[5] = ctx->args[5];
-	return evaluate(sc, set, nr, args);
+	call->args[0] = nargs > 0 ? ctx->args[0] : 0;
+	call->args[1] = nargs > 1 ? ctx->args[1] : 0;
+	call->args[2] = nargs > 2 ? ctx->args[2] : 0;
+	call->args[3] = nargs > 3 ? ctx->args[3] : 0;
+	call->args[4] = nargs > 4 ? ctx->args[4] : 0;
+	call->args[5] = nargs > 5 ? ctx->args[5] : 0;
+	bpf_tail_call(ctx, &tp_eval, 0);
+	return 0;
 }
 
 #define REFLEX_TP(n)                                                                               \
@@ -446,6 +481,28 @@ REFLEX_TP(4)
 REFLEX_TP(5)
 REFLEX_TP(6)
 
+SEC("tp")
+int reflex_tp_eval(void *ctx)
+{
+	__u32 zero = 0, set, idx;
+	struct reflex_call *call = bpf_map_lookup_elem(&calls, &zero);
+	const struct reflex_syscall *sc;
+	__u64 args[6];
+
+	if (!call || call->nr < 0 || call->nr >= REFLEX_MAX_SYSCALLS)
+		return 0;
+	/* The set the stub saw, not the one active now: a switch in between
+	 * must not make this call escape. */
+	set = call->set & 1;
+	idx = set * REFLEX_MAX_SYSCALLS + (__u32)call->nr;
+	sc = bpf_map_lookup_elem(&syscalls, &idx);
+	if (!sc)
+		return 0;
+	for (int i = 0; i < 6; i++)
+		args[i] = call->args[i];
+	return evaluate(sc, set, call->nr, args);
+}
+
 /* One program on the raw sys_enter tracepoint: sees every syscall, so the
  * first thing it does is drop the unwatched ones. */
 SEC("tp_btf/sys_enter")
@@ -457,12 +514,13 @@ int BPF_PROG(reflex_raw, struct pt_regs *regs, long nr)
 
 	if (!sc)
 		return 0;
-	args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
-	args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
-	args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
-	args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
-	args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
-	args[5] = PT_REGS_PARM6_CORE_SYSCALL(regs);
+	/* `regs` is a BTF pointer: plain loads, no helper calls. */
+	args[0] = PT_REGS_PARM1_SYSCALL(regs);
+	args[1] = PT_REGS_PARM2_SYSCALL(regs);
+	args[2] = PT_REGS_PARM3_SYSCALL(regs);
+	args[3] = PT_REGS_PARM4_SYSCALL(regs);
+	args[4] = PT_REGS_PARM5_SYSCALL(regs);
+	args[5] = PT_REGS_PARM6_SYSCALL(regs);
 	/* Registers past the syscall's arguments hold leftovers: report zeros,
 	 * as the per-syscall tracepoints do. */
 	for (int i = 0; i < 6; i++)
