@@ -135,6 +135,13 @@ pub fn run(rounds: usize, calls: u64, dir: &Path, with_bpftrace: bool) -> Figure
             added_u[i].push(u - u0);
         }
     }
+    // What `--attach auto` picks for the seed's job, in its own words.
+    let auto = tools::start(&Tool::reflex(&["--ppid", &NOBODY.to_string()]), dir).stop();
+    let auto = auto
+        .lines()
+        .find_map(|l| l.strip_prefix("reflex: hooks: "))
+        .unwrap_or("?")
+        .to_string();
     let seed_w = median(&added_w[1]);
     let seed_u = median(&added_u[1]);
     let mut table = String::from(
@@ -169,5 +176,6 @@ pub fn run(rounds: usize, calls: u64, dir: &Path, with_bpftrace: bool) -> Figure
             },
         );
     }
+    table.push_str(&format!("\nFor the seed's job, `--attach auto` picks: {auto}.\n"));
     Figures { table }
 }
