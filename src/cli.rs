@@ -164,15 +164,30 @@ impl RunArgs {
         Ok(loaded)
     }
 
-    /// The policy compiled, or every diagnostic.
-    pub fn compile(&self, env: &Env) -> Result<(Loaded, rules::RuleSet), Diagnostics> {
+    /// The policy compiled, or every diagnostic. If the policy has hook
+    /// rules, `lsm_refused` is asked why BPF-LSM cannot be used here (None:
+    /// it can); where it cannot, hook rules fall back or are refused, and
+    /// what degraded is returned in words.
+    pub fn compile(
+        &self,
+        env: &Env,
+        lsm_refused: &dyn Fn() -> Option<String>,
+    ) -> Result<(Loaded, rules::RuleSet, Vec<String>), Diagnostics> {
         if let Some(msg) = self.conflicts() {
             let at = Location::file(&policy::diag::shown("command line".as_ref()));
             return Err(Diagnostics(vec![Diagnostic::error(at, msg)]));
         }
-        let loaded = self.load(env)?;
+        let mut loaded = self.load(env)?;
+        let mut degraded = Vec::new();
+        if loaded.policy.rules.iter().any(|r| r.hook.is_some()) {
+            if let Some(why) = lsm_refused() {
+                let (policy, notes) = policy::degrade::without_lsm(&loaded.policy, &why, env.arch)?;
+                loaded.policy = policy;
+                degraded = notes;
+            }
+        }
         let set = rules::compile(&loaded.policy, self.options())?;
-        Ok((loaded, set))
+        Ok((loaded, set, degraded))
     }
 }
 
@@ -227,7 +242,7 @@ mod tests {
         ]);
         assert!(a.json);
         assert_eq!(a.settings().scope_ppid, 42);
-        let (loaded, set) = a.compile(&Env::host()).unwrap();
+        let (loaded, set, _) = a.compile(&Env::host(), &|| None).unwrap();
         let rule = &loaded.policy.rules[0];
         assert_eq!(
             rule.action,
@@ -289,13 +304,13 @@ mod tests {
     #[test]
     fn conflicting_flags() {
         let a = run_args(&["run", "policy.yaml", "--signal", "SIGSTOP"]);
-        let err = a.compile(&Env::host()).unwrap_err().to_string();
+        let err = a.compile(&Env::host(), &|| None).unwrap_err().to_string();
         assert!(
             err.contains("--signal and --thread apply to the built-in policy only"),
             "{err}"
         );
         let err = run_args(&["run", "--ppid", "0"])
-            .compile(&Env::host())
+            .compile(&Env::host(), &|| None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("omit --ppid"), "{err}");

@@ -6,7 +6,7 @@ use nix::errno::Errno;
 use nix::time::{ClockId, clock_gettime};
 
 use crate::kernel::types::{reflex_action as A, reflex_event, reflex_skip as K, reflex_target};
-use crate::policy::Target;
+use crate::policy::{Hook, Target};
 use crate::signal::Signal;
 use crate::syscall;
 
@@ -22,6 +22,10 @@ pub enum Outcome {
     Skipped(SkipReason),
     /// The rule only reports.
     Audited,
+    /// A security hook refused the operation with this error.
+    Denied(Errno),
+    /// Monitor mode: the hook would have refused with this error.
+    WouldDeny(Errno),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +56,8 @@ impl Outcome {
             Outcome::WouldSignal => "would-signal",
             Outcome::Skipped(_) => "skipped",
             Outcome::Audited => "audited",
+            Outcome::Denied(_) => "denied",
+            Outcome::WouldDeny(_) => "would-deny",
         }
     }
 }
@@ -66,7 +72,10 @@ pub struct Event {
     pub uid: u32,
     pub gid: u32,
     pub comm: String,
+    /// The syscall, or for hook rules the LSM hook (`lsm/file_open`).
     pub syscall: String,
+    /// Set when the event comes from a security hook.
+    pub hook: Option<Hook>,
     pub args: [u64; 6],
     pub cgroup_id: u64,
     /// None for audit rules.
@@ -145,6 +154,8 @@ impl Event {
             A::REFLEX_ACTION_FAILED => Outcome::Failed(Errno::from_raw(-raw.result)),
             A::REFLEX_ACTION_WOULD_SIGNAL => Outcome::WouldSignal,
             A::REFLEX_ACTION_AUDITED => Outcome::Audited,
+            A::REFLEX_ACTION_DENIED => Outcome::Denied(Errno::from_raw(raw.error)),
+            A::REFLEX_ACTION_WOULD_DENY => Outcome::WouldDeny(Errno::from_raw(raw.error)),
             A::REFLEX_ACTION_SKIPPED => Outcome::Skipped(match K(u32::from(raw.skip)) {
                 K::REFLEX_SKIP_INIT => SkipReason::Init,
                 K::REFLEX_SKIP_KTHREAD => SkipReason::KernelThread,
@@ -160,9 +171,10 @@ impl Event {
             other => return Err(field("target", other.0.into())),
         };
         let signal = match (outcome, raw.signal) {
-            (Outcome::Audited, _) => None,
+            (Outcome::Audited, _) | (_, 0) => None,
             (_, n) => Some(Signal::from_number(n).ok_or_else(|| field("signal", n.into()))?),
         };
+        let hook = Hook::from_nr(raw.syscall_nr);
         let rule = rules
             .get(usize::from(raw.set))
             .and_then(|set| set.get(raw.rule as usize))
@@ -183,9 +195,13 @@ impl Event {
             uid: raw.uid,
             gid: raw.gid,
             comm: String::from_utf8_lossy(&comm).into_owned(),
-            syscall: syscall::name(raw.syscall_nr)
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("syscall_{}", raw.syscall_nr)),
+            syscall: match hook {
+                Some(h) => h.lsm().to_string(),
+                None => syscall::name(raw.syscall_nr)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("syscall_{}", raw.syscall_nr)),
+            },
+            hook,
             args: raw.args,
             cgroup_id: raw.cgroup_id,
             signal,
@@ -287,6 +303,20 @@ pub(crate) mod tests {
         assert_eq!(e.outcome, Outcome::Audited);
         assert_eq!(e.signal, None);
         assert_eq!(e.rule, "rule #7 of set 1");
+    }
+
+    #[test]
+    fn denials_name_their_hook_and_errno() {
+        let mut raw = raw_event();
+        raw.action = A::REFLEX_ACTION_DENIED.0 as u8;
+        raw.error = libc::EPERM;
+        raw.signal = 0;
+        raw.syscall_nr = Hook::Ptrace.nr();
+        let e = Event::from_raw(&raw, &Clock::new(), &names()).unwrap();
+        assert_eq!(e.outcome, Outcome::Denied(Errno::EPERM));
+        assert_eq!(e.hook, Some(Hook::Ptrace));
+        assert_eq!(e.syscall, "lsm/ptrace_access_check");
+        assert_eq!(e.signal, None);
     }
 
     #[test]

@@ -44,7 +44,7 @@ fn validate_accepts_the_examples_without_privileges() {
     let out = reflex_once(&["validate", &dir], as_nobody);
     assert_eq!(out.code, Some(0), "{:?}", out.stdout);
     let text = out.stdout.join("\n");
-    assert!(text.contains("ok: 5 rules from"), "{text}");
+    assert!(text.contains("ok: 7 rules from"), "{text}");
     for f in [
         "audit-cgroup-execs.yaml",
         "guard-services.yaml",
@@ -90,7 +90,7 @@ fn validate_reports_every_error_with_its_place() {
             "{f}:6:22: error: unknown signal 'SIGSTPO' (did you mean SIGSTOP?): use a name such as SIGKILL, SIGSTOP, SIGUSR1, SIGRTMIN+2, or a number 1-64"
         ),
         format!(
-            "{f}:10:13: error: unknown action `kil` (did you mean `kill`?): expected kill, audit, or {{signal: NAME, thread: true|false}}"
+            "{f}:10:13: error: unknown action `kil` (did you mean `kill`?): expected kill, audit, deny, {{signal: NAME, thread: true|false}}, or {{deny: ERRNO, signal: NAME}}"
         ),
         "1 error, 0 warnings".to_string(),
     ];

@@ -195,7 +195,9 @@ fn example_guard_services() {
     );
     let events = out.json();
     assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0]["rule"], "stop-service-killers");
+    // At the task_kill hook where BPF-LSM works, else at kill's entry (see
+    // tests/deny.rs for the difference).
+    assert_eq!(events[0]["rule"], "guard-services");
     assert_eq!(events[0]["args"][0], service.subshell);
     assert_eq!(events[0]["signal"], "SIGSTOP");
 

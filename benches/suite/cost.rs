@@ -176,6 +176,8 @@ pub fn run(rounds: usize, calls: u64, dir: &Path, with_bpftrace: bool) -> Figure
             },
         );
     }
-    table.push_str(&format!("\nFor the seed's job, `--attach auto` picks: {auto}.\n"));
+    table.push_str(&format!(
+        "\nFor the seed's job, `--attach auto` picks: {auto}.\n"
+    ));
     Figures { table }
 }

@@ -94,6 +94,10 @@ fn describe(loaded: &Loaded, plan: &Plan, settings: &Settings, dry_run: bool) ->
     let mut lines = Vec::new();
     for r in &loaded.policy.rules {
         let on: Vec<&str> = r.syscalls.iter().map(|s| s.name).collect();
+        let on = match r.hook {
+            Some(h) => vec![h.lsm()],
+            None => on,
+        };
         let mode = if dry_run || r.mode == Mode::Monitor {
             " (monitor: nothing is sent)"
         } else {
@@ -128,11 +132,36 @@ fn describe(loaded: &Loaded, plan: &Plan, settings: &Settings, dry_run: bool) ->
     lines
 }
 
+/// Why BPF-LSM cannot enforce here, if it cannot; probed once, when a
+/// policy first has hook rules.
+struct LsmProbe(std::cell::OnceCell<Option<String>>);
+
+impl LsmProbe {
+    fn refused(&self) -> Option<String> {
+        self.0
+            .get_or_init(|| match probe::lsm() {
+                probe::Answer::Yes => None,
+                probe::Answer::No(why) | probe::Answer::Unknown(why) => Some(why),
+            })
+            .clone()
+    }
+}
+
 pub fn run(args: &RunArgs) -> Result<()> {
     let env = Env::host();
-    let (loaded, set) = args.compile(&env)?;
+    let lsm = LsmProbe(Default::default());
+    let has_hooks = args
+        .load(&env)
+        .is_ok_and(|l| l.policy.rules.iter().any(|r| r.hook.is_some()));
+    if has_hooks {
+        preflight()?; // the LSM probe loads a program
+    }
+    let (loaded, set, degraded) = args.compile(&env, &|| lsm.refused())?;
     for w in &loaded.warnings {
         eprintln!("{w}");
+    }
+    for note in &degraded {
+        eprintln!("reflex: DEGRADED: {note}");
     }
     if let Some(ppid) = args.ppid {
         if !std::path::Path::new(&format!("/proc/{ppid}")).exists() {
@@ -244,7 +273,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             changed_at = None;
             // Events of the set about to be rewritten are named first.
             let _ = ring.consume();
-            match reload(args, &env, &raw_refused, plan.strategy, &mut kernel) {
+            match reload(args, &env, &raw_refused, &lsm, plan.strategy, &mut kernel) {
                 Ok(text) => {
                     reloads += 1;
                     *names.borrow_mut() = kernel.rule_names();
@@ -288,12 +317,16 @@ fn reload(
     args: &RunArgs,
     env: &Env,
     raw_refused: &Option<String>,
+    lsm: &LsmProbe,
     in_force: Strategy,
     kernel: &mut Kernel,
 ) -> Result<String> {
-    let (loaded, set) = args.compile(env)?;
+    let (loaded, set, degraded) = args.compile(env, &|| lsm.refused())?;
     for w in &loaded.warnings {
         eprintln!("{w}");
+    }
+    for note in &degraded {
+        eprintln!("reflex: DEGRADED: {note}");
     }
     thread_check(&set)?;
     let plan =

@@ -168,6 +168,9 @@ pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String
             tracepoint("asked for with --attach tracepoint".into())
                 .map_err(|e| format!("--attach tracepoint: {e}"))
         }
+        Choice::Auto if names.is_empty() => tracepoint(
+            "no syscall is watched (security hooks only): no syscall hook is attached".into(),
+        ),
         Choice::Auto => {
             if !offer.without_tracepoint.is_empty() {
                 return raw(format!(

@@ -23,6 +23,7 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, PrintLevel, TracepointCategory};
 
 use crate::policy::Target;
+use crate::policy::hooks::{Hook, is_hook};
 use crate::rules::{RuleSet, Verdict};
 use attach::{Plan, Strategy};
 
@@ -48,6 +49,8 @@ pub struct Stats {
     pub would_signal: u64,
     pub skipped: u64,
     pub audited: u64,
+    pub denied: u64,
+    pub would_deny: u64,
     /// Events the kernel could not reserve room for in the ring buffer.
     pub dropped: u64,
 }
@@ -187,6 +190,17 @@ const TRACEPOINT_PROGRAMS: &[&str] = &[
     "reflex_tp_eval",
 ];
 const RAW_PROGRAMS: &[&str] = &["reflex_raw"];
+
+/// The BPF-LSM programs of a hook (each loaded on first use).
+fn lsm_programs(hook: Hook) -> &'static [&'static str] {
+    match hook {
+        Hook::Ptrace => &["reflex_lsm_ptrace"],
+        Hook::Exec => &["reflex_lsm_exec"],
+        Hook::Open => &["reflex_lsm_open"],
+        Hook::Kill => &["reflex_lsm_kill"],
+        Hook::Module => &["reflex_lsm_module_file", "reflex_lsm_module_data"],
+    }
+}
 const FOLLOWER_PROGRAMS: &[&str] = &["reflex_fork", "reflex_exec", "reflex_exit"];
 
 /// Opens the object with `settings` written in and only `programs` to load.
@@ -230,6 +244,7 @@ pub struct Kernel<'obj> {
     tracepoints: BTreeMap<i32, (&'static str, Link)>,
     raw: Option<Extra>,
     followers: Option<Extra>,
+    lsm: BTreeMap<Hook, Extra>,
     /// Protected executables and cgroups in force, and those of the rules
     /// being replaced.
     protected_objects: (Vec<types::reflex_file_key>, Vec<u64>),
@@ -260,6 +275,7 @@ impl<'obj> Kernel<'obj> {
             tracepoints: BTreeMap::new(),
             raw: None,
             followers: None,
+            lsm: BTreeMap::new(),
             protected_objects: Default::default(),
             retired_objects: Default::default(),
             settings: *settings,
@@ -270,7 +286,8 @@ impl<'obj> Kernel<'obj> {
     /// Loads `programs` in a second instance of the object that uses this
     /// one's maps.
     fn load_extra(&self, programs: &[&str]) -> Result<Extra, LoadError> {
-        if !self.settings.load_btf_programs {
+        let lsm = programs.iter().any(|p| p.starts_with("reflex_lsm_"));
+        if !lsm && !self.settings.load_btf_programs {
             return Err(LoadError::Unavailable(format!(
                 "{} cannot load here (tp_btf programs are refused), so the raw syscall hook \
                  and the following of protected executables and cgroups are unavailable",
@@ -366,15 +383,26 @@ impl<'obj> Kernel<'obj> {
                 nchecks: rule.checks.len() as u8,
                 ..Default::default()
             };
+            let aim = |target| match target {
+                Target::Process => types::reflex_target::REFLEX_TARGET_PROCESS.0 as u8,
+                Target::Thread => types::reflex_target::REFLEX_TARGET_THREAD.0 as u8,
+            };
             match rule.verdict {
                 Verdict::Audit => r.verdict = V::REFLEX_VERDICT_AUDIT.0 as u8,
                 Verdict::Signal { signal, target } => {
                     r.verdict = V::REFLEX_VERDICT_SIGNAL.0 as u8;
                     r.signal = signal.number();
-                    r.target = match target {
-                        Target::Process => types::reflex_target::REFLEX_TARGET_PROCESS.0 as u8,
-                        Target::Thread => types::reflex_target::REFLEX_TARGET_THREAD.0 as u8,
-                    };
+                    r.target = aim(target);
+                }
+                Verdict::Deny {
+                    error,
+                    signal,
+                    target,
+                } => {
+                    r.verdict = V::REFLEX_VERDICT_DENY.0 as u8;
+                    r.error = error;
+                    r.signal = signal.map_or(0, |s| s.number());
+                    r.target = aim(target);
                 }
             }
             for (dst, c) in r.checks.iter_mut().zip(&rule.checks) {
@@ -414,6 +442,11 @@ impl<'obj> Kernel<'obj> {
             written.matches.push(k);
         }
         for (&nr, table) in &set.syscalls {
+            let handler = if is_hook(nr) {
+                H::REFLEX_HANDLER_LSM
+            } else {
+                handler
+            };
             let mut s = types::reflex_syscall {
                 rules: table.rules_mask(),
                 checked: table.checked,
@@ -443,7 +476,7 @@ impl<'obj> Kernel<'obj> {
         match plan.strategy {
             Strategy::Tracepoint => {
                 for (&nr, table) in &set.syscalls {
-                    if self.tracepoints.contains_key(&nr) {
+                    if is_hook(nr) || self.tracepoints.contains_key(&nr) {
                         continue;
                     }
                     let name = format!("sys_enter_{}", crate::probe::tracepoint_name(table.name));
@@ -488,6 +521,27 @@ impl<'obj> Kernel<'obj> {
                 }
             }
         }
+        for hook in set.hooks() {
+            if !self.lsm.contains_key(&hook) {
+                let extra = self.load_extra(lsm_programs(hook))?;
+                self.lsm.insert(hook, extra);
+            }
+            let extra = self.lsm.get_mut(&hook).expect("loaded above");
+            if extra.links.is_empty() {
+                for prog in extra.skel.object().progs_mut() {
+                    let name = prog.name().to_string_lossy().into_owned();
+                    if !lsm_programs(hook).contains(&name.as_str()) {
+                        continue;
+                    }
+                    let link = prog.attach().map_err(|source| LoadError::Attach {
+                        program: lsm_programs(hook)[0],
+                        hook: hook.lsm().into(),
+                        source,
+                    })?;
+                    extra.links.push(link);
+                }
+            }
+        }
         if set.protect.track {
             if self.followers.is_none() {
                 self.followers = Some(self.load_extra(FOLLOWER_PROGRAMS)?);
@@ -524,6 +578,11 @@ impl<'obj> Kernel<'obj> {
         if strategy != Some(Strategy::Raw) {
             if let Some(raw) = self.raw.as_mut() {
                 raw.links.clear();
+            }
+        }
+        for (hook, extra) in self.lsm.iter_mut() {
+            if !in_force.contains(&hook.nr()) {
+                extra.links.clear();
             }
         }
     }
@@ -646,6 +705,11 @@ impl<'obj> Kernel<'obj> {
         if self.followers.as_ref().is_some_and(|f| !f.links.is_empty()) {
             hooks.push("tp_btf/sched_process_{fork,exec,exit}".into());
         }
+        for (hook, extra) in &self.lsm {
+            if !extra.links.is_empty() {
+                hooks.push(hook.lsm().into());
+            }
+        }
         hooks
     }
 
@@ -690,6 +754,8 @@ impl<'obj> Kernel<'obj> {
             would_signal: get(S::REFLEX_STAT_WOULD_SIGNAL),
             skipped: get(S::REFLEX_STAT_SKIPPED),
             audited: get(S::REFLEX_STAT_AUDITED),
+            denied: get(S::REFLEX_STAT_DENIED),
+            would_deny: get(S::REFLEX_STAT_WOULD_DENY),
             dropped: get(S::REFLEX_STAT_DROPPED),
         })
     }

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use serde_saphyr::Spanned;
 
 use super::constants;
+use super::degrade;
 use super::diag::{Diagnostic, Diagnostics, Location, shown};
 use super::file::{self, BitsKind, RawAction, RawArg, RawFile, RawMatch, RawRule, Scalar, Values};
+use super::hooks::{self, Hook};
 use super::{
     Action, ArgCond, ArgMatch, Bits, Cgroup, Comm, FileId, Mode, Policy, Protect, Rule, Selectors,
     Set, Syscall, Target,
@@ -226,10 +228,33 @@ impl<'e> Checker<'e> {
             );
         }
 
-        let syscalls = self.syscalls(r, file);
-        let args = self.args(r, &syscalls, file);
+        let (syscalls, hook) = self.trigger(r, &at, file);
+        let (args, file_set) = self.args(r, &syscalls, hook, file);
         let selectors = self.selectors(r.selectors.as_ref(), file);
         let action = self.action(&r.action, file);
+        let fallback = r.fallback.as_ref().and_then(|f| self.action(f, file));
+        if let (Some(Action::Deny { .. }), None) = (&action, hook) {
+            self.error(
+                Location::of(file, &r.action.referenced),
+                "deny refuses an operation at a security hook: write `hook: ptrace` (or exec, \
+                 open, kill, module) instead of `syscall:`, or use kill to signal at syscall entry",
+            );
+        }
+        if let Some(f) = &r.fallback {
+            let at = Location::of(file, &f.referenced);
+            match (hook, &fallback) {
+                (None, _) => self.error(
+                    at,
+                    "fallback is for hook rules (where BPF-LSM is refused); a syscall rule needs none",
+                ),
+                (Some(_), Some(Action::Audit | Action::Deny { .. })) => self.error(
+                    at,
+                    "a fallback signals at syscall entry: use kill or {signal: NAME}",
+                ),
+                (Some(h), Some(_)) => self.fallback_translates(h, &args, file_set.is_some(), &at),
+                _ => {}
+            }
+        }
         if self.diags[errors_before..].iter().any(|d| d.is_error()) {
             return None;
         }
@@ -237,6 +262,9 @@ impl<'e> Checker<'e> {
             name,
             at,
             syscalls,
+            hook,
+            file: file_set,
+            fallback,
             args,
             selectors,
             action: action?,
@@ -244,25 +272,133 @@ impl<'e> Checker<'e> {
         })
     }
 
+    /// The rule's trigger: its syscalls, or its hook (as its table entry).
+    fn trigger(
+        &mut self,
+        r: &RawRule,
+        at: &Location,
+        file: &Arc<Path>,
+    ) -> (Vec<Syscall>, Option<Hook>) {
+        match (&r.syscall, &r.hook) {
+            (Some(_), Some(h)) => {
+                self.error(
+                    Location::of(file, &h.referenced),
+                    "a rule has one trigger: `syscall:` or `hook:`, not both",
+                );
+                (Vec::new(), None)
+            }
+            (None, None) => {
+                self.error(
+                    at.clone(),
+                    "the rule has no trigger: add `syscall: NAME` or `hook: ptrace|exec|open|kill|module`",
+                );
+                (Vec::new(), None)
+            }
+            (Some(_), None) => (self.syscalls(r, file), None),
+            (None, Some(h)) => match Hook::from_name(h.value.trim()) {
+                Some(hook) => (
+                    vec![Syscall {
+                        name: hook.lsm(),
+                        nr: hook.nr(),
+                    }],
+                    Some(hook),
+                ),
+                None => {
+                    let names = hooks::ALL.map(Hook::name);
+                    let hint = crate::suggest::closest(&h.value, names)
+                        .map(|n| format!(" — did you mean '{n}'?"))
+                        .unwrap_or_default();
+                    self.error(
+                        Location::of(file, &h.referenced),
+                        format!(
+                            "unknown hook '{}'{hint}: hooks are {}",
+                            h.value,
+                            names.join(", ")
+                        ),
+                    );
+                    (Vec::new(), None)
+                }
+            },
+        }
+    }
+
+    /// A hook rule's fallback must mean the same at its syscalls' entry.
+    fn fallback_translates(
+        &mut self,
+        hook: Hook,
+        args: &[ArgMatch],
+        has_file: bool,
+        at: &Location,
+    ) {
+        if has_file {
+            self.error(
+                at.clone(),
+                format!(
+                    "this rule cannot fall back: `file` is not known at the entry of {}",
+                    hook.fallback()
+                        .iter()
+                        .map(|f| f.syscall)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        for m in args {
+            let name = hook
+                .arg_names()
+                .get(usize::from(m.index))
+                .copied()
+                .unwrap_or("?");
+            if hook == Hook::Ptrace && name == "mode" {
+                if !degrade::attach_mode(&m.cond) {
+                    self.error(
+                        m.at.clone(),
+                        "this rule cannot fall back: at syscall entry only `mode: {any_bits: \
+                         PTRACE_MODE_ATTACH}` is known (ptrace ATTACH/SEIZE, process_vm_readv/writev)",
+                    );
+                }
+                continue;
+            }
+            let missing: Vec<&str> = hook
+                .fallback()
+                .iter()
+                .filter(|f| !f.args.iter().any(|(a, _)| *a == name))
+                .map(|f| f.syscall)
+                .collect();
+            if !missing.is_empty() {
+                self.error(
+                    m.at.clone(),
+                    format!(
+                        "this rule cannot fall back: `{name}` is not an argument of {}",
+                        missing.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
     fn syscalls(&mut self, r: &RawRule, file: &Arc<Path>) -> Vec<Syscall> {
-        let field = Location::of(file, &r.syscall.referenced);
+        let Some(list) = &r.syscall else {
+            return Vec::new();
+        };
+        let field = Location::of(file, &list.referenced);
         let mut out: Vec<Syscall> = Vec::new();
-        if r.syscall.value.0.is_empty() {
+        if list.value.0.is_empty() {
             self.error(
                 field.clone(),
                 "empty syscall list: name at least one syscall",
             );
         }
-        for name in &r.syscall.value.0 {
+        for name in &list.value.0 {
             let at = place(file, &name.referenced, &field);
             match syscall::resolve(self.env.arch, &name.value) {
                 Ok((name, nr)) => {
-                    if !(0..crate::rules::MAX_SYSCALL_NR).contains(&nr) {
+                    if !(0..crate::rules::FIRST_HOOK).contains(&nr) {
                         self.error(
                             at,
                             format!(
                                 "syscall '{name}' has number {nr}, beyond reflex's table of {}",
-                                crate::rules::MAX_SYSCALL_NR
+                                crate::rules::FIRST_HOOK
                             ),
                         );
                     } else if out.iter().any(|s| s.nr == nr) {
@@ -277,14 +413,40 @@ impl<'e> Checker<'e> {
         out
     }
 
-    fn args(&mut self, r: &RawRule, syscalls: &[Syscall], file: &Arc<Path>) -> Vec<ArgMatch> {
+    fn args(
+        &mut self,
+        r: &RawRule,
+        syscalls: &[Syscall],
+        hook: Option<Hook>,
+        file: &Arc<Path>,
+    ) -> (Vec<ArgMatch>, Option<Set<FileId>>) {
         let Some(pairs) = &r.args else {
-            return Vec::new();
+            return (Vec::new(), None);
         };
         let mut out: Vec<ArgMatch> = Vec::new();
+        let mut files = None;
         for (name, matcher) in &pairs.0 {
             let at = Location::of(file, &name.referenced);
-            let Some(index) = self.arg_index(&name.value, syscalls, &at) else {
+            if let (Some(h), "file") = (hook, name.value.as_str()) {
+                let mat = Location::of(file, &matcher.referenced);
+                match (&matcher.value, h.has_file()) {
+                    (_, false) => {
+                        self.error(at, format!("hook '{}' has no file to match", h.name()))
+                    }
+                    (RawArg::Values(v), true) => {
+                        files = self.set(v, &mat, |s| file_id(&s.to_string()));
+                    }
+                    (_, true) => {
+                        self.error(mat, "`file` takes a path, a list of paths, or {not: ...}")
+                    }
+                }
+                continue;
+            }
+            let index = match hook {
+                Some(h) => self.hook_arg_index(h, &name.value, &at),
+                None => self.arg_index(&name.value, syscalls, &at),
+            };
+            let Some(index) = index else {
                 continue;
             };
             if out.iter().any(|a| a.index == index) {
@@ -349,7 +511,41 @@ impl<'e> Checker<'e> {
                 out.push(ArgMatch { index, cond, at });
             }
         }
-        out
+        (out, files)
+    }
+
+    fn hook_arg_index(&mut self, hook: Hook, name: &str, at: &Location) -> Option<u8> {
+        let names: Vec<&str> = hook
+            .arg_names()
+            .iter()
+            .copied()
+            .filter(|n| !n.is_empty())
+            .collect();
+        if let Some(i) = hook
+            .arg_names()
+            .iter()
+            .position(|n| !n.is_empty() && *n == name)
+        {
+            return Some(i as u8);
+        }
+        let mut known = names.clone();
+        if hook.has_file() {
+            known.push("file");
+        }
+        let hint = crate::suggest::closest(name, known.iter().copied())
+            .map(|n| format!(" — did you mean '{n}'?"))
+            .unwrap_or_else(|| match known.as_slice() {
+                [] => " — it has none to match".into(),
+                k => format!(" — it has {}", k.join(", ")),
+            });
+        self.error(
+            at.clone(),
+            format!(
+                "'{name}' is not an argument of hook '{}'{hint}",
+                hook.name()
+            ),
+        );
+        None
     }
 
     /// The argument position `name` means for every syscall of the rule.
@@ -504,38 +700,86 @@ impl<'e> Checker<'e> {
                 target: Target::Process,
             }),
             RawAction::Audit => Some(Action::Audit),
+            RawAction::Deny {
+                error,
+                signal,
+                thread,
+            } => {
+                let error = match error {
+                    None => Some(libc::EPERM),
+                    Some(e) => {
+                        let eat = place(file, &e.referenced, &at);
+                        let found = match &e.value {
+                            Scalar::Int(n) if *n > 0 && *n < 4096 => Some(*n as i32),
+                            Scalar::Str(name) => constants::errno(name),
+                            _ => None,
+                        };
+                        if found.is_none() {
+                            let hint = crate::suggest::closest(
+                                &e.value.to_string(),
+                                constants::errno_names(),
+                            )
+                            .map(|n| format!(" — did you mean {n}?"))
+                            .unwrap_or_default();
+                            self.error(
+                                eat,
+                                format!(
+                                    "'{}' is not an errno reflex knows{hint}: use EPERM (the default), EACCES, … or a number",
+                                    e.value
+                                ),
+                            );
+                        }
+                        found
+                    }
+                };
+                let signal = match signal {
+                    None => Some(None),
+                    Some(sig) => {
+                        let sat = place(file, &sig.referenced, &at);
+                        self.signal(&sig.value, &sat).map(Some)
+                    }
+                };
+                Some(Action::Deny {
+                    error: error?,
+                    signal: signal?,
+                    target: if *thread {
+                        Target::Thread
+                    } else {
+                        Target::Process
+                    },
+                })
+            }
             RawAction::Signal { signal, thread } => {
                 let sat = place(file, &signal.referenced, &at);
-                let parsed = match &signal.value {
-                    Scalar::Int(n) => n.to_string().parse::<Signal>(),
-                    Scalar::Str(s) => s.parse::<Signal>(),
-                };
-                match parsed {
-                    Ok(sig) => {
-                        if *thread && [libc::SIGKILL, libc::SIGSTOP].contains(&sig.number()) {
-                            self.diags.push(Diagnostic::warning(
-                                sat,
-                                format!(
-                                    "{sig} always acts on the whole process: `thread: true` changes nothing"
-                                ),
-                            ));
-                        }
-                        Some(Action::Signal {
-                            signal: sig,
-                            target: if *thread {
-                                Target::Thread
-                            } else {
-                                Target::Process
-                            },
-                        })
-                    }
-                    Err(e) => {
-                        self.error(sat, e.to_string());
-                        None
-                    }
+                let sig = self.signal(&signal.value, &sat)?;
+                if *thread && [libc::SIGKILL, libc::SIGSTOP].contains(&sig.number()) {
+                    self.diags.push(Diagnostic::warning(
+                        sat,
+                        format!(
+                            "{sig} always acts on the whole process: `thread: true` changes nothing"
+                        ),
+                    ));
                 }
+                Some(Action::Signal {
+                    signal: sig,
+                    target: if *thread {
+                        Target::Thread
+                    } else {
+                        Target::Process
+                    },
+                })
             }
         }
+    }
+
+    fn signal(&mut self, value: &Scalar, at: &Location) -> Option<Signal> {
+        let parsed = match value {
+            Scalar::Int(n) => n.to_string().parse::<Signal>(),
+            Scalar::Str(s) => s.parse::<Signal>(),
+        };
+        parsed
+            .map_err(|e| self.error(at.clone(), e.to_string()))
+            .ok()
     }
 
     fn finish(

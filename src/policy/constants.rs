@@ -83,6 +83,15 @@ const CLONE: &[(&str, u64)] = table![
     CLONE_IO,
 ];
 
+/// `ptrace_access_check`'s `mode` bits (include/linux/ptrace.h).
+const PTRACE_MODE: &[(&str, u64)] = &[
+    ("PTRACE_MODE_READ", 0x01),
+    ("PTRACE_MODE_ATTACH", 0x02),
+    ("PTRACE_MODE_NOAUDIT", 0x04),
+    ("PTRACE_MODE_FSCREDS", 0x08),
+    ("PTRACE_MODE_REALCREDS", 0x10),
+];
+
 const MISC: &[(&str, u64)] = table![
     PROT_NONE,
     PROT_READ,
@@ -113,7 +122,30 @@ const MISC: &[(&str, u64)] = table![
 ];
 
 fn tables() -> impl Iterator<Item = &'static (&'static str, u64)> {
-    PTRACE.iter().chain(OPEN).chain(CLONE).chain(MISC)
+    PTRACE
+        .iter()
+        .chain(PTRACE_MODE)
+        .chain(OPEN)
+        .chain(CLONE)
+        .chain(MISC)
+}
+
+/// Errors a `deny` may return.
+const ERRNOS: &[(&str, u64)] = table![
+    EPERM, EACCES, ENOENT, EINVAL, EBUSY, EAGAIN, ENOSYS, ENOEXEC, ETXTBSY, EROFS, ENOMEM, EIO,
+    ESRCH, ECANCELED, EOWNERDEAD, ENOTSUP,
+];
+
+/// The number of an errno name, e.g. `EPERM`.
+pub fn errno(name: &str) -> Option<i32> {
+    ERRNOS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v as i32)
+}
+
+pub fn errno_names() -> impl Iterator<Item = &'static str> {
+    ERRNOS.iter().map(|(n, _)| *n)
 }
 
 /// The value of a constant name, e.g. `PTRACE_ATTACH`, `SIGKILL`, `O_WRONLY`.
@@ -198,6 +230,9 @@ mod tests {
         assert_eq!(value("AT_FDCWD"), Some(-100i64 as u64));
         assert_eq!(value("PTRACE_ATTACHH"), None);
         assert_eq!(suggest("PTRACE_ATACH"), Some("PTRACE_ATTACH"));
+        assert_eq!(value("PTRACE_MODE_ATTACH"), Some(2));
+        assert_eq!(errno("EACCES"), Some(libc::EACCES));
+        assert_eq!(errno("EPREM"), None);
     }
 
     #[test]

@@ -39,12 +39,22 @@ pub struct RawProtect {
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     pub name: Spanned<String>,
-    pub syscall: Spanned<Names>,
+    /// A syscall trigger: `syscall: NAME` or a list (exactly one of
+    /// `syscall` and `hook`).
+    #[serde(default)]
+    pub syscall: Option<Spanned<Names>>,
+    /// A security hook trigger: `hook: ptrace | exec | open | kill | module`.
+    #[serde(default)]
+    pub hook: Option<Spanned<String>>,
     #[serde(default)]
     pub args: Option<Pairs<Spanned<String>, Spanned<RawArg>>>,
     #[serde(default, rename = "match")]
     pub selectors: Option<RawMatch>,
     pub action: Spanned<RawAction>,
+    /// Where BPF-LSM is refused: the signal to send at the entry of the
+    /// hook's syscalls instead.
+    #[serde(default)]
+    pub fallback: Option<Spanned<RawAction>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -361,9 +371,16 @@ pub enum RawAction {
         signal: Spanned<Scalar>,
         thread: bool,
     },
+    /// `deny`, `{deny: EACCES}`, `{deny: EPERM, signal: SIGKILL}`
+    Deny {
+        error: Option<Spanned<Scalar>>,
+        signal: Option<Spanned<Scalar>>,
+        thread: bool,
+    },
 }
 
-pub const ACTION_FORMS: &str = "kill, audit, or {signal: NAME, thread: true|false}";
+pub const ACTION_FORMS: &str =
+    "kill, audit, deny, {signal: NAME, thread: true|false}, or {deny: ERRNO, signal: NAME}";
 
 impl<'de> Deserialize<'de> for RawAction {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawAction, D::Error> {
@@ -377,10 +394,16 @@ impl<'de> Deserialize<'de> for RawAction {
                 match v {
                     "kill" => Ok(RawAction::Kill),
                     "audit" => Ok(RawAction::Audit),
+                    "deny" => Ok(RawAction::Deny {
+                        error: None,
+                        signal: None,
+                        thread: false,
+                    }),
                     other => {
-                        let hint = crate::suggest::closest(other, ["kill", "audit", "signal"])
-                            .map(|s| format!(" (did you mean `{s}`?)"))
-                            .unwrap_or_default();
+                        let hint =
+                            crate::suggest::closest(other, ["kill", "audit", "deny", "signal"])
+                                .map(|s| format!(" (did you mean `{s}`?)"))
+                                .unwrap_or_default();
                         Err(E::custom(format!(
                             "unknown action `{other}`{hint}: expected {ACTION_FORMS}"
                         )))
@@ -389,22 +412,31 @@ impl<'de> Deserialize<'de> for RawAction {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawAction, A::Error> {
                 let mut signal = None;
+                let mut deny = None;
                 let mut thread = false;
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "signal" => signal = Some(map.next_value::<Spanned<Scalar>>()?),
+                        "deny" => deny = Some(map.next_value::<Spanned<Scalar>>()?),
                         "thread" => thread = map.next_value::<bool>()?,
                         other => {
                             return Err(de::Error::custom(format!(
-                                "unknown key `{other}` in action: expected signal, thread"
+                                "unknown key `{other}` in action: expected signal, deny, thread"
                             )));
                         }
                     }
                 }
-                let signal = signal.ok_or_else(|| {
-                    de::Error::custom("an action map needs `signal:` (e.g. {signal: SIGSTOP})")
-                })?;
-                Ok(RawAction::Signal { signal, thread })
+                match (deny, signal) {
+                    (Some(error), signal) => Ok(RawAction::Deny {
+                        error: Some(error),
+                        signal,
+                        thread,
+                    }),
+                    (None, Some(signal)) => Ok(RawAction::Signal { signal, thread }),
+                    (None, None) => Err(de::Error::custom(
+                        "an action map needs `signal:` or `deny:` (e.g. {signal: SIGSTOP}, {deny: EPERM})",
+                    )),
+                }
             }
         }
         d.deserialize_any(V)
@@ -501,7 +533,7 @@ mod tests {
     fn actions() {
         let text = "rules:\n  - name: r\n    syscall: [kill, tkill]\n    action: {signal: SIGSTOP, thread: true}\n";
         let r = parse(text).unwrap().rules.remove(0);
-        assert_eq!(r.syscall.value.0.len(), 2);
+        assert_eq!(r.syscall.unwrap().value.0.len(), 2);
         assert!(matches!(
             r.action.value,
             RawAction::Signal { thread: true, .. }
@@ -519,13 +551,42 @@ mod tests {
             .unwrap()
             .rules
             .remove(0);
-        assert_eq!(r.syscall.value.0[0].value, "kill");
+        assert_eq!(r.syscall.unwrap().value.0[0].value, "kill");
         assert_eq!(r.action.value, RawAction::Audit);
         let err =
             parse("rules:\n  - name: r\n    syscall: ${REFLEX_TEST_UNSET}\n    action: kill\n")
                 .unwrap_err();
         assert!(err.to_string().contains("REFLEX_TEST_UNSET"), "{err}");
         assert_eq!(err.location().unwrap().line(), 3);
+    }
+
+    #[test]
+    fn hook_rules_and_deny_actions() {
+        let text = "rules:\n  - name: r\n    hook: ptrace\n    action: {deny: EACCES, signal: SIGKILL}\n    fallback: kill\n";
+        let r = parse(text).unwrap().rules.remove(0);
+        assert!(r.syscall.is_none());
+        assert_eq!(r.hook.unwrap().value, "ptrace");
+        assert!(matches!(
+            r.action.value,
+            RawAction::Deny {
+                error: Some(_),
+                signal: Some(_),
+                ..
+            }
+        ));
+        assert_eq!(r.fallback.unwrap().value, RawAction::Kill);
+        let r = parse("rules:\n  - {name: r, hook: exec, action: deny}\n")
+            .unwrap()
+            .rules
+            .remove(0);
+        assert_eq!(
+            r.action.value,
+            RawAction::Deny {
+                error: None,
+                signal: None,
+                thread: false
+            }
+        );
     }
 
     #[test]

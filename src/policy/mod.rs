@@ -8,13 +8,16 @@
 
 pub mod check;
 pub mod constants;
+pub mod degrade;
 pub mod diag;
 pub mod file;
+pub mod hooks;
 
 use std::path::PathBuf;
 
 pub use check::{Env, load, load_str};
 pub use diag::{Diagnostic, Diagnostics, Location, Severity};
+pub use hooks::Hook;
 
 use crate::signal::Signal;
 
@@ -48,20 +51,37 @@ pub enum Action {
         signal: Signal,
         target: Target,
     },
+    /// Refuse the operation with `error` (hooks only), and send `signal` too.
+    Deny {
+        error: i32,
+        signal: Option<Signal>,
+        target: Target,
+    },
+}
+
+fn aimed(signal: Signal, target: Target) -> String {
+    match target {
+        Target::Process => format!("{signal} to the process"),
+        Target::Thread => format!("{signal} to the calling thread"),
+    }
 }
 
 impl Action {
     pub fn describe(&self) -> String {
-        match self {
+        match *self {
             Action::Audit => "audit".into(),
-            Action::Signal {
+            Action::Signal { signal, target } => aimed(signal, target),
+            Action::Deny {
+                error,
                 signal,
-                target: Target::Process,
-            } => format!("{signal} to the process"),
-            Action::Signal {
-                signal,
-                target: Target::Thread,
-            } => format!("{signal} to the calling thread"),
+                target,
+            } => {
+                let errno = format!("{:?}", nix::errno::Errno::from_raw(error));
+                match signal {
+                    None => format!("deny ({errno})"),
+                    Some(s) => format!("deny ({errno}) and {}", aimed(s, target)),
+                }
+            }
         }
     }
 }
@@ -180,7 +200,14 @@ pub struct Rule {
     pub name: String,
     /// Where the rule's name is written.
     pub at: Location,
+    /// The table entries the rule is on: its syscalls, or its hook's entry.
     pub syscalls: Vec<Syscall>,
+    /// Set for rules triggered by a security hook.
+    pub hook: Option<Hook>,
+    /// Hook rules: the file the operation is on.
+    pub file: Option<Set<FileId>>,
+    /// Hook rules: what to do at syscall entry where BPF-LSM is refused.
+    pub fallback: Option<Action>,
     pub args: Vec<ArgMatch>,
     pub selectors: Selectors,
     pub action: Action,

@@ -254,6 +254,27 @@ pub fn program(kind: ProgramKind) -> Answer {
     }
 }
 
+/// Whether BPF-LSM programs can enforce here: `bpf` in the active LSM list
+/// and a tiny LSM program that loads and attaches.
+pub fn lsm() -> Answer {
+    if let Some(list) = lsm_list(true) {
+        if !list.split(',').any(|l| l == "bpf") {
+            return Answer::No(format!(
+                "'bpf' is not in the active LSM list ({list}); boot with lsm={list},bpf"
+            ));
+        }
+    }
+    match program(ProgramKind::Lsm) {
+        Answer::No(why) => Answer::No(match lockdown(true) {
+            Some(mode) if mode != "none" => {
+                format!("LSM program {why}; kernel lockdown is '{mode}'")
+            }
+            _ => format!("LSM program {why}"),
+        }),
+        other => other,
+    }
+}
+
 fn refused(step: &str, e: &libbpf_rs::Error) -> Answer {
     let errno = errno_of(e);
     let text = match errno {

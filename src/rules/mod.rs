@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use crate::kernel::types::{reflex_check_op as Op, reflex_dim as D, reflex_limit as L};
+use crate::policy::hooks::{Hook, is_hook};
 use crate::policy::{
     self, Action, ArgCond, Bits, Diagnostic, Diagnostics, Location, Mode, Policy, Set, Target,
 };
@@ -22,8 +23,9 @@ const fn limit(l: L) -> usize {
     l.0 as usize
 }
 
-/// Syscall numbers reflex can watch: 0 .. MAX_SYSCALL_NR.
+/// Table entries: syscall numbers below FIRST_HOOK, then security hooks.
 pub const MAX_SYSCALL_NR: i32 = L::REFLEX_MAX_SYSCALLS.0 as i32;
+pub const FIRST_HOOK: i32 = L::REFLEX_FIRST_HOOK.0 as i32;
 /// Rules in a policy.
 pub const MAX_RULES: usize = limit(L::REFLEX_MAX_RULES);
 /// Rules on one syscall.
@@ -55,6 +57,8 @@ impl Dim {
     pub const CGROUP: Dim = Dim(D::REFLEX_DIM_CGROUP.0 as u8);
     pub const EXE: Dim = Dim(D::REFLEX_DIM_EXE.0 as u8);
     pub const PARENT_EXE: Dim = Dim(D::REFLEX_DIM_PARENT_EXE.0 as u8);
+    /// A hook's file.
+    pub const FILE: Dim = Dim(D::REFLEX_DIM_FILE.0 as u8);
 
     pub fn arg(i: u8) -> Dim {
         Dim(D::REFLEX_DIM_ARG0.0 as u8 + i)
@@ -69,7 +73,16 @@ impl Dim {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Audit,
-    Signal { signal: Signal, target: Target },
+    Signal {
+        signal: Signal,
+        target: Target,
+    },
+    /// Refuse with `error` (hooks only), and send `signal` too.
+    Deny {
+        error: i32,
+        signal: Option<Signal>,
+        target: Target,
+    },
 }
 
 /// An argument check done per candidate rule (what a lookup cannot do).
@@ -154,8 +167,21 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
+    /// The watched syscalls (not the hooks).
     pub fn syscall_names(&self) -> Vec<&'static str> {
-        self.syscalls.values().map(|t| t.name).collect()
+        self.syscalls
+            .iter()
+            .filter(|(nr, _)| !is_hook(**nr))
+            .map(|(_, t)| t.name)
+            .collect()
+    }
+
+    /// The security hooks rules are on.
+    pub fn hooks(&self) -> Vec<Hook> {
+        self.syscalls
+            .keys()
+            .filter_map(|&nr| Hook::from_nr(nr))
+            .collect()
     }
 }
 
@@ -192,6 +218,15 @@ pub fn compile(policy: &Policy, options: Options) -> Result<RuleSet, Diagnostics
         let verdict = match rule.action {
             Action::Audit => Verdict::Audit,
             Action::Signal { signal, target } => Verdict::Signal { signal, target },
+            Action::Deny {
+                error,
+                signal,
+                target,
+            } => Verdict::Deny {
+                error,
+                signal,
+                target,
+            },
         };
         let mut checks = Vec::new();
         // Lookups (dim, set) this rule needs on each of its syscalls.
@@ -227,6 +262,7 @@ pub fn compile(policy: &Policy, options: Options) -> Result<RuleSet, Diagnostics
         };
         add(Dim::EXE, &files(&s.executable));
         add(Dim::PARENT_EXE, &files(&s.parent_executable));
+        add(Dim::FILE, &files(&rule.file));
         add(
             Dim::CGROUP,
             &s.cgroup.as_ref().map(|c| Set {

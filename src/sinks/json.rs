@@ -31,7 +31,11 @@ pub struct Record<'a> {
     pub uid: u32,
     pub gid: u32,
     pub comm: &'a str,
+    /// The syscall, or for hook rules the LSM hook.
     pub syscall: &'a str,
+    /// `lsm/…` for events from a security hook.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook: Option<&'static str>,
     pub args: [u64; 6],
     pub cgroup_id: u64,
     /// Absent for audit rules.
@@ -41,11 +45,15 @@ pub struct Record<'a> {
     pub signal_nr: Option<i32>,
     /// `process` or `thread`.
     pub target: &'static str,
-    /// `signalled`, `failed`, `would-signal`, `skipped` or `audited`.
+    /// `signalled`, `failed`, `would-signal`, `skipped`, `audited`, `denied`
+    /// or `would-deny`.
     pub action: &'static str,
     /// errno name when the helper failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// errno name a deny returned (or would return, in monitor mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<String>,
     /// Why a safety rule skipped the signal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
@@ -64,6 +72,7 @@ impl<'a> Record<'a> {
             gid: e.gid,
             comm: &e.comm,
             syscall: &e.syscall,
+            hook: e.hook.map(|h| h.lsm()),
             args: e.args,
             cgroup_id: e.cgroup_id,
             signal: e.signal.map(|s| s.name()),
@@ -75,6 +84,10 @@ impl<'a> Record<'a> {
             action: e.outcome.action(),
             error: match e.outcome {
                 Outcome::Failed(errno) => Some(format!("{errno:?}")),
+                _ => None,
+            },
+            errno: match e.outcome {
+                Outcome::Denied(errno) | Outcome::WouldDeny(errno) => Some(format!("{errno:?}")),
                 _ => None,
             },
             reason: match e.outcome {

@@ -23,6 +23,10 @@ impl fmt::Display for Summary {
         writeln!(f, "  would-signal   {}", k.would_signal)?;
         writeln!(f, "  skipped        {}", k.skipped)?;
         writeln!(f, "  audited        {}", k.audited)?;
+        if k.denied + k.would_deny > 0 {
+            writeln!(f, "  denied         {}", k.denied)?;
+            writeln!(f, "  would-deny     {}", k.would_deny)?;
+        }
         writeln!(f, "  received       {}", self.received)?;
         write!(f, "  dropped        {}", k.dropped)?;
         if k.dropped > 0 {
@@ -56,6 +60,8 @@ mod tests {
                 would_signal: 0,
                 skipped: 1,
                 audited: 0,
+                denied: 0,
+                would_deny: 0,
                 dropped: 2,
             },
             received: 3,

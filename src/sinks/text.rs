@@ -51,7 +51,10 @@ fn line_at(hhmmss: &str, event: &Event) -> String {
     let success = match event.outcome {
         Outcome::Signalled => "true",
         Outcome::Failed(_) => "false",
-        Outcome::WouldSignal | Outcome::Skipped(_) | Outcome::Audited => "-",
+        Outcome::Denied(_) => "true",
+        Outcome::WouldSignal | Outcome::Skipped(_) | Outcome::Audited | Outcome::WouldDeny(_) => {
+            "-"
+        }
     };
     let signal = event.signal.map(|s| s.name()).unwrap_or_default();
     let aim = match event.target {
@@ -64,6 +67,9 @@ fn line_at(hhmmss: &str, event: &Event) -> String {
         Outcome::WouldSignal => format!("would send {signal}{aim} (monitor)"),
         Outcome::Skipped(reason) => format!("skipped: {}", reason.as_str()),
         Outcome::Audited => "audit".to_string(),
+        Outcome::Denied(errno) if signal.is_empty() => format!("denied: {errno:?}"),
+        Outcome::Denied(errno) => format!("denied: {errno:?}, and {signal}{aim}"),
+        Outcome::WouldDeny(errno) => format!("would deny: {errno:?} (monitor)"),
     };
     format!(
         "{}  {:<7}  {:<15}  {:<7}  {} [{} via {}]",

@@ -415,3 +415,13 @@ pub fn caller_cmd(args: &[&str]) -> Vec<String> {
     cmd.extend(args.iter().map(|s| s.to_string()));
     cmd
 }
+
+/// Whether BPF-LSM can enforce here, as `reflex check` says (tests that deny
+/// check the refusal where it cannot, and the denial where it can).
+pub fn lsm_available() -> bool {
+    let out = reflex_once(&["check"], false);
+    out.stdout
+        .iter()
+        .find(|l| l.starts_with("LSM programs"))
+        .is_some_and(|l| l.split_whitespace().nth(2) == Some("ok"))
+}

@@ -16,6 +16,9 @@ usage: caller.py MODE ...
                     make it N times as fast as it can, print {"calls": N}
   paced N SECONDS NR [ARG...]
                     make it N times, spread evenly over about SECONDS
+  readmem PID       read a byte of /proc/PID/mem, print {"errno": E}
+  init_module       init_module() of 100 zero bytes (never a valid module),
+                    print {"ret": R, "errno": E}
 
 In handler and threads modes the call is ptrace(PTRACE_PEEKTEXT, 0, 0, 0): it
 fails with ESRCH and touches nothing; its syscall entry is what reflex watches.
@@ -124,8 +127,29 @@ def paced_mode():
     print(json.dumps({"calls": n}), flush=True)
 
 
+def readmem_mode():
+    try:
+        with open(f"/proc/{int(sys.argv[2])}/mem", "rb") as f:
+            f.read(1)
+        err = 0
+    except OSError as e:
+        err = e.errno
+    print(json.dumps({"errno": err}), flush=True)
+
+
+def init_module_mode():
+    image = ctypes.create_string_buffer(100)
+    ret, err = syscall(SYS_INIT_MODULE, ctypes.addressof(image), 100, ctypes.addressof(ctypes.create_string_buffer(b"")))
+    print(json.dumps({"ret": ret, "errno": err}), flush=True)
+
+
+SYS_INIT_MODULE = {"x86_64": 175, "aarch64": 105}[os.uname().machine]
+
+
 if __name__ == "__main__":
     modes = {
+        "readmem": readmem_mode,
+        "init_module": init_module_mode,
         "handler": handler_mode,
         "threads": threads_mode,
         "call": call_mode,

@@ -41,6 +41,7 @@ enum reflex_dim _reflex_dim = 0;
 enum reflex_check_op _reflex_check_op = 0;
 enum reflex_protect _reflex_protect = 0;
 enum reflex_limit _reflex_limit = 0;
+enum reflex_hook _reflex_hook = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -288,7 +289,10 @@ static __always_inline enum reflex_skip safety_check(struct task_struct *task, _
 	return REFLEX_SKIP_NONE;
 }
 
-/* Carries out `rule` for the current task and reports it. */
+/*
+ * Carries out `rule` for the current task and reports it. Returns what a
+ * security hook must return: -errno to refuse, 0 to allow.
+ */
 static __always_inline int act(const struct reflex_rule *rule, __u32 set, long nr,
 			       const __u64 *args, struct task_struct *task, __u64 pid_tgid,
 			       __u32 ppid)
@@ -296,6 +300,8 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 	__u32 tgid = pid_tgid >> 32;
 	enum reflex_skip skip = REFLEX_SKIP_NONE;
 	enum reflex_action action;
+	bool deny = rule->verdict == REFLEX_VERDICT_DENY;
+	int verdict = 0;
 	long ret = 0;
 
 	count(REFLEX_STAT_MATCHED);
@@ -303,25 +309,33 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 		action = REFLEX_ACTION_AUDITED;
 		count(REFLEX_STAT_AUDITED);
 	} else if ((skip = safety_check(task, tgid)) != REFLEX_SKIP_NONE) {
-		/* Safety first: nothing below may signal what must not be signalled. */
+		/* Safety first: nothing below may touch what must not be touched. */
 		action = REFLEX_ACTION_SKIPPED;
 		count(REFLEX_STAT_SKIPPED);
 	} else if (rule->monitor) {
-		action = REFLEX_ACTION_WOULD_SIGNAL;
-		count(REFLEX_STAT_WOULD_SIGNAL);
+		action = deny ? REFLEX_ACTION_WOULD_DENY : REFLEX_ACTION_WOULD_SIGNAL;
+		count(deny ? REFLEX_STAT_WOULD_DENY : REFLEX_STAT_WOULD_SIGNAL);
 	} else {
-		if (rule->target == REFLEX_TARGET_THREAD)
-			ret = bpf_send_signal_thread(rule->signal);
-		else
-			ret = bpf_send_signal(rule->signal);
-		action = ret ? REFLEX_ACTION_FAILED : REFLEX_ACTION_SIGNALLED;
-		count(ret ? REFLEX_STAT_FAILED : REFLEX_STAT_SIGNALLED);
+		if (rule->signal) {
+			if (rule->target == REFLEX_TARGET_THREAD)
+				ret = bpf_send_signal_thread(rule->signal);
+			else
+				ret = bpf_send_signal(rule->signal);
+			count(ret ? REFLEX_STAT_FAILED : REFLEX_STAT_SIGNALLED);
+		}
+		if (deny) {
+			verdict = -rule->error;
+			action = REFLEX_ACTION_DENIED;
+			count(REFLEX_STAT_DENIED);
+		} else {
+			action = ret ? REFLEX_ACTION_FAILED : REFLEX_ACTION_SIGNALLED;
+		}
 	}
 
 	struct reflex_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(REFLEX_STAT_DROPPED);
-		return 0;
+		return verdict;
 	}
 	__u64 uid_gid = bpf_get_current_uid_gid();
 
@@ -335,8 +349,10 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 	e->uid = (__u32)uid_gid;
 	e->gid = uid_gid >> 32;
 	e->syscall_nr = nr;
-	e->signal = rule->verdict == REFLEX_VERDICT_SIGNAL ? rule->signal : 0;
+	e->signal = rule->signal;
 	e->result = ret;
+	e->error = deny ? rule->error : 0;
+	e->_pad2 = 0;
 	e->rule = rule->id;
 	e->set = set;
 	e->action = action;
@@ -346,12 +362,16 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 	bpf_ringbuf_submit(e, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wake_at
 				      ? BPF_RB_FORCE_WAKEUP
 				      : BPF_RB_NO_WAKEUP);
-	return 0;
+	return verdict;
 }
 
-/* Finds the rule of `sc` that answers this call, if any, and carries it out. */
+/*
+ * Finds the rule of `sc` that answers this call, if any, and carries it out.
+ * `file` is the hook's file ([inode, device]; zeros for syscalls). Returns
+ * what a security hook must return.
+ */
 static __always_inline int evaluate(const struct reflex_syscall *sc, __u32 set, long nr,
-				    const __u64 *args)
+				    const __u64 *args, const __u64 *file)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -377,6 +397,7 @@ static __always_inline int evaluate(const struct reflex_syscall *sc, __u32 set, 
 	NARROW(REFLEX_DIM_ARG3, key.value[0] = args[3]);
 	NARROW(REFLEX_DIM_ARG4, key.value[0] = args[4]);
 	NARROW(REFLEX_DIM_ARG5, key.value[0] = args[5]);
+	NARROW(REFLEX_DIM_FILE, key.value[0] = file[0]; key.value[1] = file[1]);
 	NARROW(REFLEX_DIM_COMM, bpf_get_current_comm(&key.value, sizeof(key.value)));
 	NARROW(REFLEX_DIM_EXE, file_key(BPF_CORE_READ(task, mm, exe_file), key.value));
 	NARROW(REFLEX_DIM_PARENT_EXE,
@@ -432,6 +453,8 @@ static __always_inline int evaluate(const struct reflex_syscall *sc, __u32 set, 
 	return act(winner, set, nr, args, task, pid_tgid,
 		   ppid ?: BPF_CORE_READ(task, real_parent, tgid));
 }
+
+static const __u64 no_file[2] = {};
 
 /*
  * Programs attached to each watched syscall's own tracepoint. A syscall
@@ -500,7 +523,8 @@ int reflex_tp_eval(void *ctx)
 		return 0;
 	for (int i = 0; i < 6; i++)
 		args[i] = call->args[i];
-	return evaluate(sc, set, call->nr, args);
+	evaluate(sc, set, call->nr, args, no_file);
+	return 0;
 }
 
 /* One program on the raw sys_enter tracepoint: sees every syscall, so the
@@ -526,7 +550,81 @@ int BPF_PROG(reflex_raw, struct pt_regs *regs, long nr)
 	for (int i = 0; i < 6; i++)
 		if (i >= sc->nargs)
 			args[i] = 0;
-	return evaluate(sc, set, nr, args);
+	evaluate(sc, set, nr, args, no_file);
+	return 0;
+}
+
+/*
+ * Security hooks (BPF-LSM): the same rules, with the power to refuse. Each
+ * program first passes on a refusal by an earlier program on the hook.
+ * Loaded only when a policy has hook rules and the kernel allows BPF-LSM.
+ */
+static __always_inline int on_hook(long hook, __u64 a0, __u64 a1, struct file *file)
+{
+	__u64 args[6] = {a0, a1};
+	__u64 f[2] = {};
+	__u32 set;
+	const struct reflex_syscall *sc = watched(hook, REFLEX_HANDLER_LSM, &set);
+
+	if (!sc)
+		return 0;
+	if (file)
+		file_key(file, f);
+	return evaluate(sc, set, hook, args, f);
+}
+
+SEC("?lsm/ptrace_access_check")
+int BPF_PROG(reflex_lsm_ptrace, struct task_struct *child, unsigned int mode, int ret)
+{
+	if (ret)
+		return ret;
+	return on_hook(REFLEX_HOOK_PTRACE, child->tgid, mode, NULL);
+}
+
+SEC("?lsm/bprm_check_security")
+int BPF_PROG(reflex_lsm_exec, struct linux_binprm *bprm, int ret)
+{
+	if (ret)
+		return ret;
+	return on_hook(REFLEX_HOOK_EXEC, 0, 0, bprm->file);
+}
+
+SEC("?lsm/file_open")
+int BPF_PROG(reflex_lsm_open, struct file *file, int ret)
+{
+	if (ret)
+		return ret;
+	return on_hook(REFLEX_HOOK_OPEN, 0, file->f_flags, file);
+}
+
+SEC("?lsm/task_kill")
+int BPF_PROG(reflex_lsm_kill, struct task_struct *p, struct kernel_siginfo *info, int sig,
+	     const struct cred *cred, int ret)
+{
+	if (ret)
+		return ret;
+	return on_hook(REFLEX_HOOK_KILL, p->tgid, sig, NULL);
+}
+
+SEC("?lsm/kernel_read_file")
+int BPF_PROG(reflex_lsm_module_file, struct file *file, enum kernel_read_file_id id, bool contents,
+	     int ret)
+{
+	if (ret)
+		return ret;
+	if (id != READING_MODULE)
+		return 0;
+	return on_hook(REFLEX_HOOK_MODULE, 0, 0, file);
+}
+
+SEC("?lsm/kernel_load_data")
+int BPF_PROG(reflex_lsm_module_data, enum kernel_load_data_id id, bool contents, int ret)
+{
+	if (ret)
+		return ret;
+	if (id != LOADING_MODULE)
+		return 0;
+	return on_hook(REFLEX_HOOK_MODULE, 0, 0, NULL);
 }
 
 /*

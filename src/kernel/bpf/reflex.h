@@ -20,8 +20,10 @@
 enum reflex_limit {
 	REFLEX_COMM_LEN = 16,
 	REFLEX_SETS = 2,
-	/* Syscall numbers handled: 0 .. REFLEX_MAX_SYSCALLS - 1. */
+	/* Table entries: syscall numbers below REFLEX_FIRST_HOOK, then the
+	 * security hooks (enum reflex_hook). */
 	REFLEX_MAX_SYSCALLS = 512,
+	REFLEX_FIRST_HOOK = 480,
 	/* Rules in one rule set. */
 	REFLEX_MAX_RULES = 1024,
 	/* Rules on one syscall: the bits of a 64-bit mask. */
@@ -40,6 +42,19 @@ enum reflex_limit {
 	REFLEX_CGROUP_LEVELS = 16,
 };
 
+/*
+ * Security hooks (BPF-LSM), numbered after the syscalls so that rules on them
+ * use the same tables. What each puts in the rule arguments:
+ */
+enum reflex_hook {
+	REFLEX_HOOK_PTRACE = 480, /* ptrace_access_check: arg0 target tgid, arg1 PTRACE_MODE_* */
+	REFLEX_HOOK_EXEC = 481,	  /* bprm_check_security: the file (REFLEX_DIM_FILE) */
+	REFLEX_HOOK_OPEN = 482,	  /* file_open: the file, arg1 f_flags */
+	REFLEX_HOOK_KILL = 483,	  /* task_kill: arg0 target tgid, arg1 signal */
+	REFLEX_HOOK_MODULE = 484, /* kernel_read_file, kernel_load_data: a module */
+	REFLEX_HOOK_END = 485,
+};
+
 /* What the kernel program did about a matched call. */
 enum reflex_action {
 	REFLEX_ACTION_SIGNALLED = 1,	/* helper returned 0 */
@@ -47,6 +62,8 @@ enum reflex_action {
 	REFLEX_ACTION_WOULD_SIGNAL = 3, /* monitor mode */
 	REFLEX_ACTION_SKIPPED = 4,	/* a safety rule refused; see `skip` */
 	REFLEX_ACTION_AUDITED = 5,	/* the rule only reports */
+	REFLEX_ACTION_DENIED = 6,	/* the hook refused the operation (`error`) */
+	REFLEX_ACTION_WOULD_DENY = 7,	/* monitor mode */
 };
 
 /* Why a matched call was not acted upon. */
@@ -68,6 +85,7 @@ enum reflex_target {
 enum reflex_verdict {
 	REFLEX_VERDICT_AUDIT = 1,  /* report only */
 	REFLEX_VERDICT_SIGNAL = 2, /* send `signal` to `target` */
+	REFLEX_VERDICT_DENY = 3,   /* refuse with -`error` (hooks only), and send `signal` if set */
 };
 
 /* Which program answers a syscall (only one does, per rule set). */
@@ -75,6 +93,7 @@ enum reflex_handler {
 	REFLEX_HANDLER_NONE = 0,
 	REFLEX_HANDLER_TRACEPOINT = 1, /* tp/syscalls/sys_enter_<name>, one link per syscall */
 	REFLEX_HANDLER_RAW = 2,	       /* tp_btf/sys_enter, one link for all syscalls */
+	REFLEX_HANDLER_LSM = 3,	       /* a BPF-LSM program on the hook */
 };
 
 /* Selector dimensions: what a rule can constrain with a value lookup. */
@@ -93,6 +112,7 @@ enum reflex_dim {
 	REFLEX_DIM_CGROUP,
 	REFLEX_DIM_EXE,
 	REFLEX_DIM_PARENT_EXE,
+	REFLEX_DIM_FILE, /* a hook's file: inode, device */
 	REFLEX_DIM_MAX,
 };
 
@@ -146,13 +166,13 @@ struct reflex_check {
 };
 
 struct reflex_rule {
-	__u32 id; /* index in its rule set, reported in events */
-	__s32 signal;
+	__u32 id;     /* index in its rule set, reported in events */
+	__s32 signal; /* 0: none (a deny without signal) */
 	__u8 verdict; /* enum reflex_verdict */
 	__u8 target;  /* enum reflex_target */
 	__u8 monitor; /* report what would be done, do nothing */
 	__u8 nchecks;
-	__u32 _pad;
+	__s32 error; /* deny: the errno returned */
 	struct reflex_check checks[REFLEX_MAX_CHECKS];
 };
 
@@ -186,10 +206,12 @@ struct reflex_event {
 	__u32 ppid; /* real_parent->tgid */
 	__u32 uid;
 	__u32 gid;
-	__s32 syscall_nr;
+	__s32 syscall_nr; /* or enum reflex_hook */
 	__s32 signal;
 	__s32 result; /* 0, or -errno from the helper */
-	__u32 rule;   /* index in rule set `set` */
+	__s32 error;  /* deny: the errno returned to the caller */
+	__u32 _pad2;
+	__u32 rule; /* index in rule set `set` */
 	__u8 set;
 	__u8 action; /* enum reflex_action */
 	__u8 skip;   /* enum reflex_skip */
@@ -205,6 +227,8 @@ enum reflex_stat {
 	REFLEX_STAT_WOULD_SIGNAL,
 	REFLEX_STAT_SKIPPED,
 	REFLEX_STAT_AUDITED,
+	REFLEX_STAT_DENIED,
+	REFLEX_STAT_WOULD_DENY,
 	REFLEX_STAT_DROPPED, /* ring buffer reservation failed */
 	REFLEX_STAT_MAX,
 };

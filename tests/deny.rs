@@ -1,0 +1,291 @@
+//! Deny rules (BPF-LSM), as root, with real clients. Where the kernel allows
+//! BPF-LSM (the VM kernels of the matrix), operations are refused; where it
+//! does not (this development machine's own kernel), the same policies are
+//! refused with the reason or fall back as they say. Both are checked: which
+//! one runs is decided by `reflex check`, never skipped.
+
+mod common;
+
+use std::process::{Child, Command};
+
+use common::{
+    Ended, Launched, Reflex, caller_cmd, lsm_available, reflex_once, root_or_skip, sysno,
+};
+
+const SIGKILL: i32 = 9;
+const SIGSTOP: i32 = 19;
+const EPERM: i64 = 1;
+
+fn example(name: &str) -> String {
+    format!("{}/policies/examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn launch(cmd: &[String]) -> Launched {
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    Launched::new(&cmd)
+}
+
+/// A process to be the target of debuggers, killed on drop.
+struct Victim(Child);
+
+impl Victim {
+    fn start(as_uid_1000: bool) -> Victim {
+        let mut cmd = if as_uid_1000 {
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--reuid=1000",
+                "--regid=1000",
+                "--clear-groups",
+                "sleep",
+                "60",
+            ]);
+            c
+        } else {
+            let mut c = Command::new("sleep");
+            c.arg("60");
+            c
+        };
+        Victim(cmd.spawn().unwrap())
+    }
+
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `cmd` under a launcher with reflex running `policy` (scoped to the
+/// launcher): how it ended, what it printed (stdout and stderr), the events.
+fn under(
+    policy: &str,
+    env: &[(&str, &str)],
+    cmd: &[String],
+) -> (Ended, Vec<String>, Vec<serde_json::Value>, Vec<String>) {
+    let mut sh: Vec<String> = vec![
+        "sh".into(),
+        "-c".into(),
+        r#"exec "$@" 2>&1"#.into(),
+        "sh".into(),
+    ];
+    sh.extend(cmd.iter().cloned());
+    let target = launch(&sh);
+    let ppid = target.ppid.to_string();
+    let reflex = Reflex::start_with_env(&[policy, "--ppid", &ppid, "--json"], env);
+    let (ended, printed) = target.go();
+    let out = reflex.stop();
+    (ended, printed, out.json(), out.stderr)
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+#[track_caller]
+fn assert_denied(events: &[serde_json::Value], hook: &str) {
+    assert!(!events.is_empty(), "no event");
+    for e in events {
+        assert_eq!(e["action"], "denied", "{e}");
+        assert_eq!(e["errno"], "EPERM", "{e}");
+        assert_eq!(e["hook"], hook, "{e}");
+    }
+}
+
+#[test]
+fn deny_debuggers() {
+    if !root_or_skip("deny_debuggers") {
+        return;
+    }
+    let policy = example("deny-debuggers.yaml");
+    if !lsm_available() {
+        // This kernel refuses BPF-LSM: the rule falls back to SIGKILL at
+        // ptrace's entry, and says so.
+        let (ended, _, events, stderr) = under(
+            &policy,
+            &[],
+            &s(&["strace", "-o", "/dev/null", "/bin/true"]),
+        );
+        assert_eq!(ended, Ended::Signal(SIGKILL));
+        let degraded = stderr
+            .iter()
+            .find(|l| l.starts_with("reflex: DEGRADED: rule 'refuse-attach'"));
+        let degraded = degraded.unwrap_or_else(|| panic!("no DEGRADED line: {stderr:?}"));
+        assert!(degraded.contains("BPF-LSM is refused ("), "{degraded}");
+        assert!(
+            degraded.contains("the operation itself is not refused"),
+            "{degraded}"
+        );
+        assert_eq!(events[0]["rule"], "refuse-attach");
+        assert_eq!(events[0]["action"], "signalled");
+        return;
+    }
+    let hook = "lsm/ptrace_access_check";
+    let victim = Victim::start(false);
+    let v = victim.pid();
+
+    let (ended, printed, events, _) =
+        under(&policy, &[], &s(&["strace", "-o", "/dev/null", "-p", &v]));
+    assert_ne!(ended, Ended::Exit(0), "strace -p must fail: {printed:?}");
+    assert!(
+        printed.join("\n").contains("Operation not permitted"),
+        "{printed:?}"
+    );
+    assert_denied(&events, hook);
+
+    let (ended, printed, events, _) = under(
+        &policy,
+        &[],
+        &s(&["gdb", "-q", "-batch", "-nx", "-p", &v, "-ex", "detach"]),
+    );
+    assert!(
+        printed.join("\n").contains("Operation not permitted"),
+        "{ended:?} {printed:?}"
+    );
+    assert_denied(&events, hook);
+
+    let (_, printed, events, _) = under(
+        &policy,
+        &[],
+        &caller_cmd(&["call", &sysno("ptrace"), "16", &v, "0", "0"]),
+    );
+    let r: serde_json::Value = serde_json::from_str(&printed[0]).unwrap();
+    assert_eq!(r["errno"], EPERM, "ctypes PTRACE_ATTACH: {r}");
+    assert_denied(&events, hook);
+    assert_eq!(
+        events[0]["args"][0],
+        victim.0.id(),
+        "the event names the target"
+    );
+
+    let (_, printed, events, _) = under(&policy, &[], &caller_cmd(&["readmem", &v]));
+    let r: serde_json::Value = serde_json::from_str(&printed[0]).unwrap();
+    assert_eq!(r["errno"], EPERM, "read of /proc/PID/mem: {r}");
+    assert_denied(&events, hook);
+
+    // Looking is not attaching: /proc/PID/status needs only PTRACE_MODE_READ.
+    let (ended, _, events, _) = under(&policy, &[], &s(&["cat", &format!("/proc/{v}/environ")]));
+    assert_eq!(ended, Ended::Exit(0));
+    assert!(events.is_empty(), "{events:?}");
+
+    // uid 1000 may attach (to its own process).
+    let own = Victim::start(true);
+    let as_1000 = ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups"];
+    let mut cmd = s(&as_1000);
+    cmd.extend(caller_cmd(&[
+        "call",
+        &sysno("ptrace"),
+        "16",
+        &own.pid(),
+        "0",
+        "0",
+    ]));
+    let (_, printed, events, _) = under(&policy, &[], &cmd);
+    let r: serde_json::Value = serde_json::from_str(&printed[0]).unwrap();
+    assert_eq!(r["errno"], 0, "uid 1000 attaches: {r}");
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[test]
+fn deny_exec_and_module_loading() {
+    if !root_or_skip("deny_exec_and_module_loading") {
+        return;
+    }
+    let policy = example("no-new-modules.yaml");
+    if !lsm_available() {
+        // No fallback can check a file at syscall entry: the policy is refused.
+        let out = reflex_once(&["run", "--ppid", "1", &policy], false);
+        assert_eq!(out.code, Some(1));
+        let err = out.stderr.join("\n");
+        assert!(err.contains("rule 'refuse-module-tools' needs BPF-LSM on hook 'exec', which this kernel refuses ("), "{err}");
+        assert!(
+            err.contains("it cannot fall back (its `file` is not known at syscall entry)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("rule 'refuse-module-loading' needs BPF-LSM on hook 'module'"),
+            "{err}"
+        );
+        assert!(!err.contains("attached"), "nothing loads: {err}");
+        return;
+    }
+    // insmod is a link to kmod: same file, refused before it runs.
+    let (ended, printed, events, _) = under(&policy, &[], &s(&["/usr/sbin/insmod"]));
+    assert_eq!(
+        ended,
+        Ended::Exit(126),
+        "the shell could not execute it: {printed:?}"
+    );
+    assert!(
+        printed.join("\n").contains("Permission denied")
+            || printed.join("\n").contains("Operation not permitted"),
+        "{printed:?}"
+    );
+    assert_denied(&events, "lsm/bprm_check_security");
+    assert_eq!(events[0]["rule"], "refuse-module-tools");
+
+    // Another program runs.
+    let (ended, _, events, _) = under(&policy, &[], &s(&["/bin/true"]));
+    assert_eq!(ended, Ended::Exit(0));
+    assert!(events.is_empty(), "{events:?}");
+
+    // init_module of a non-module: refused before it is even parsed.
+    let (_, printed, events, _) = under(&policy, &[], &caller_cmd(&["init_module"]));
+    let r: serde_json::Value = serde_json::from_str(&printed[0]).unwrap();
+    assert_eq!(r["errno"], EPERM, "{r}");
+    assert_denied(&events, "lsm/kernel_read_file");
+    assert_eq!(events[0]["rule"], "refuse-module-loading");
+}
+
+#[test]
+fn deny_kills_of_guarded_services() {
+    if !root_or_skip("deny_kills_of_guarded_services") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("guarded-service");
+    std::fs::copy("/bin/sleep", &exe).unwrap();
+    let mut service = Command::new(&exe).arg("60").spawn().unwrap();
+    let exe = exe.to_str().unwrap().to_string();
+    let env = [("REFLEX_GUARDED", exe.as_str())];
+    let target = launch(&caller_cmd(&[
+        "call",
+        &sysno("kill"),
+        &service.id().to_string(),
+        "9",
+    ]));
+    let ppid = target.ppid.to_string();
+    let reflex = Reflex::start_with_env(
+        &[&example("guard-services.yaml"), "--ppid", &ppid, "--json"],
+        &env,
+    );
+    let (ended, _) = target.go();
+    let out = reflex.stop();
+    let events = out.json();
+    // Either way the killer is stopped and the event names the rule.
+    assert_eq!(ended, Ended::Stopped(SIGSTOP), "{:?}", out.stderr);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["rule"], "guard-services");
+    assert_eq!(events[0]["signal"], "SIGSTOP");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let alive = service.try_wait().unwrap().is_none();
+    if lsm_available() {
+        assert_eq!(events[0]["action"], "denied");
+        assert_eq!(events[0]["errno"], "EPERM");
+        assert!(alive, "the kill was refused: the service lives");
+    } else {
+        assert_eq!(events[0]["action"], "signalled");
+        assert!(
+            out.stderr
+                .iter()
+                .any(|l| l.starts_with("reflex: DEGRADED: rule 'guard-services'"))
+        );
+        assert!(!alive, "at syscall entry the kill still happens");
+    }
+    let _ = service.kill();
+    let _ = service.wait();
+}
