@@ -209,8 +209,8 @@ pub fn rows() -> Vec<Row> {
         "LSM programs",
         ProgramKind::Lsm,
         privileged,
-        "security hooks can deny operations",
-        "deny rules are unavailable",
+        "hook rules can refuse operations (deny)",
+        "hook rules fall back to signals where they say `fallback:`, else are refused",
     );
     match &lsm_list {
         Some(list) if !list.split(',').any(|l| l == "bpf") => {

@@ -32,6 +32,18 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
                 files.join(", "),
                 loaded.warnings.len()
             );
+            for rule in loaded.policy.rules.iter().filter(|r| r.hook.is_some()) {
+                let hook = rule.hook.expect("filtered");
+                let elsewhere = match rule.fallback {
+                    Some(f) => format!("falls back to {} at syscall entry", f.describe()),
+                    None => "is refused".into(),
+                };
+                println!(
+                    "  rule '{}' needs BPF-LSM ({}); where the kernel refuses it, the rule {elsewhere}",
+                    rule.name,
+                    hook.lsm()
+                );
+            }
             for table in set.syscalls.values() {
                 let (rules, lookups) = (table.slots.len(), table.dims.count_ones());
                 println!(

@@ -3,10 +3,10 @@
 //! and exits itself.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 
 use crate::kernel::types::reflex_protect as P;
-use crate::policy::check::kernel_dev;
+use crate::policy::files;
 use crate::rules::Protection;
 
 /// Protected thread group ids now, with why (REFLEX_PROTECT_* bits).
@@ -28,10 +28,10 @@ pub fn scan(p: &Protection) -> BTreeMap<u32, u8> {
             why |= P::REFLEX_PROTECT_PID.0 as u8;
         }
         if !p.executables.is_empty() {
-            if let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/exe")) {
-                if p.executables
-                    .contains(&(kernel_dev(meta.dev()), meta.ino()))
-                {
+            let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+            let mounts = PathBuf::from(format!("/proc/{pid}/mountinfo"));
+            if let Ok(id) = files::identity_in(&exe, &mounts) {
+                if p.executables.contains(&id) {
                     why |= P::REFLEX_PROTECT_EXE.0 as u8;
                 }
             }
@@ -69,10 +69,9 @@ mod tests {
     #[test]
     fn finds_ourselves_by_pid_and_by_executable() {
         let me = std::process::id();
-        let exe = std::fs::metadata("/proc/self/exe").unwrap();
         let p = Protection {
             pids: vec![me],
-            executables: vec![(kernel_dev(exe.dev()), exe.ino())],
+            executables: vec![files::identity("/proc/self/exe".as_ref()).unwrap()],
             policy: Protect::default(),
             ..Protection::default()
         };

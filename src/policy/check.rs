@@ -11,6 +11,7 @@ use serde_saphyr::Spanned;
 
 use super::constants;
 use super::degrade;
+use super::files;
 use super::diag::{Diagnostic, Diagnostics, Location, shown};
 use super::file::{self, BitsKind, RawAction, RawArg, RawFile, RawMatch, RawRule, Scalar, Values};
 use super::hooks::{self, Hook};
@@ -893,23 +894,19 @@ fn comm(s: &Scalar) -> Result<Comm, String> {
     Ok(out)
 }
 
-/// The kernel's dev_t for a user-space st_dev.
-pub fn kernel_dev(st_dev: u64) -> u32 {
-    let (major, minor) = (libc::major(st_dev), libc::minor(st_dev));
-    (major << 20) | (minor & 0xfffff)
-}
-
 fn file_id(path: &str) -> Result<FileId, String> {
     if !path.starts_with('/') {
-        return Err(format!("executable '{path}' must be an absolute path"));
+        return Err(format!("file '{path}' must be an absolute path"));
     }
-    let meta = std::fs::metadata(path).map_err(|e| format!("executable '{path}': {e}"))?;
+    let meta = std::fs::metadata(path).map_err(|e| format!("file '{path}': {e}"))?;
     if !meta.is_file() {
-        return Err(format!("executable '{path}' is not a regular file"));
+        return Err(format!("file '{path}' is not a regular file"));
     }
+    let (dev, ino) =
+        files::identity(Path::new(path)).map_err(|e| format!("file '{path}': {e}"))?;
     Ok(FileId {
-        dev: kernel_dev(meta.dev()),
-        ino: meta.ino(),
+        dev,
+        ino,
         path: path.into(),
     })
 }
@@ -1144,7 +1141,7 @@ mod tests {
             "p.yaml:9:12: error: no user named 'nosuchuserhere'",
             "p.yaml:10:13: error: comm 'averyveryverylongname' is longer than the kernel keeps (15 bytes): the process is seen as 'averyveryverylo'",
             "p.yaml:11:13: error: pid 0 is not a process id",
-            "p.yaml:12:19: error: executable 'relative/path' must be an absolute path",
+            "p.yaml:12:19: error: file 'relative/path' must be an absolute path",
             "p.yaml:13:22: error: unknown signal 'SIGFOO'",
         ] {
             assert!(all.contains(want), "missing\n  {want}\nin\n{all}");

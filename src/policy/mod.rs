@@ -11,6 +11,7 @@ pub mod constants;
 pub mod degrade;
 pub mod diag;
 pub mod file;
+pub mod files;
 pub mod hooks;
 
 use std::path::PathBuf;

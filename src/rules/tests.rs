@@ -285,13 +285,10 @@ fn file(ino: u64) -> FileId {
 
 #[test]
 fn lookups_agree_with_the_policy_on_random_calls() {
-    let sh = std::fs::metadata("/bin/sh").map(|m| {
-        use std::os::unix::fs::MetadataExt;
-        FileId {
-            dev: crate::policy::check::kernel_dev(m.dev()),
-            ino: m.ino(),
-            path: "/bin/sh".into(),
-        }
+    let sh = crate::policy::files::identity("/bin/sh".as_ref()).map(|(dev, ino)| FileId {
+        dev,
+        ino,
+        path: "/bin/sh".into(),
     });
     let root_cgroup = std::fs::metadata("/sys/fs/cgroup").map(|m| {
         use std::os::unix::fs::MetadataExt;

@@ -1,0 +1,18 @@
+#!/bin/bash
+# Runs inside a matrix VM (or natively for the host's kernel): reflex check,
+# then every integration test binary given, results into $1.
+out=$1; shift
+mountpoint -q /sys/kernel/security 2>/dev/null || mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+grep -q " cgroup2 " /proc/mounts || mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null
+export REFLEX_REQUIRE_ROOT_TESTS=1
+cd "$(dirname "$0")/.."
+uname -r > "$out/kernel"
+target/debug/reflex check > "$out/check.txt" 2>&1
+echo $? > "$out/check.rc"
+for bin in "$@"; do
+  name=$(basename "$bin" | sed 's/-[0-9a-f]*$//')
+  # A hang must not hold the whole matrix: each binary gets 20 minutes.
+  timeout 1200 "$bin" --test-threads=2 > "$out/test-$name.txt" 2>&1
+  echo $? > "$out/test-$name.rc"
+done
+echo done > "$out/finished"
