@@ -11,9 +11,9 @@ use serde_saphyr::Spanned;
 
 use super::constants;
 use super::degrade;
-use super::files;
 use super::diag::{Diagnostic, Diagnostics, Location, shown};
 use super::file::{self, BitsKind, RawAction, RawArg, RawFile, RawMatch, RawRule, Scalar, Values};
+use super::files;
 use super::hooks::{self, Hook};
 use super::{
     Action, ArgCond, ArgMatch, Bits, Cgroup, Comm, FileId, Mode, Policy, Protect, Rule, Selectors,
@@ -902,8 +902,7 @@ fn file_id(path: &str) -> Result<FileId, String> {
     if !meta.is_file() {
         return Err(format!("file '{path}' is not a regular file"));
     }
-    let (dev, ino) =
-        files::identity(Path::new(path)).map_err(|e| format!("file '{path}': {e}"))?;
+    let (dev, ino) = files::identity(Path::new(path)).map_err(|e| format!("file '{path}': {e}"))?;
     Ok(FileId {
         dev,
         ino,

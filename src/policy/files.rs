@@ -86,9 +86,8 @@ mod tests {
         assert!(
             text.lines().any(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
-                f[2].split_once(':').is_some_and(|(a, b)| {
-                    kernel_dev(a.parse().unwrap(), b.parse().unwrap()) == dev
-                })
+                f[2].split_once(':')
+                    .is_some_and(|(a, b)| kernel_dev(a.parse().unwrap(), b.parse().unwrap()) == dev)
             }),
             "{dev:#x} is no mount's device"
         );
