@@ -616,9 +616,10 @@ fn reloads_under(how: &str) {
                 .ok()
         })
         .unwrap();
+    // Dozens natively; fewer in the emulated VMs of the kernel matrix.
     assert!(
-        reloads >= 50,
-        "only {reloads} reloads happened: {:?}",
+        reloads >= 10,
+        "{how}: only {reloads} reloads happened: {:?}",
         out.stderr
     );
     let fired = rules_fired(&out);
