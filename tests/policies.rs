@@ -629,7 +629,13 @@ fn reloads_under(how: &str) {
         CALLS,
         "every call was answered by one rule set or the other"
     );
-    assert!(fired.iter().any(|r| r == "a") && fired.iter().any(|r| r == "b"));
+    let reload_lines: Vec<&String> = out.stderr.iter().filter(|l| l.contains("reload")).collect();
+    assert!(
+        fired.iter().any(|r| r == "a") && fired.iter().any(|r| r == "b"),
+        "{how}: calls were answered by both rule sets: a {} times, b {} times; {reload_lines:#?}",
+        fired.iter().filter(|r| *r == "a").count(),
+        fired.iter().filter(|r| *r == "b").count()
+    );
     assert!(fired.iter().all(|r| r == "a" || r == "b"));
 }
 

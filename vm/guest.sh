@@ -1,13 +1,14 @@
 #!/bin/bash
 # Runs inside a matrix VM (or natively for the host's kernel): reflex check,
-# then every integration test binary given, results into $1.
-out=$1; shift
+# then every integration test binary given, results into $1 ($2: the reflex
+# binary the tests were built with).
+out=$1; reflex=$2; shift 2
 mountpoint -q /sys/kernel/security 2>/dev/null || mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 grep -q " cgroup2 " /proc/mounts || mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null
 export REFLEX_REQUIRE_ROOT_TESTS=1
 cd "$(dirname "$0")/.."
 uname -r > "$out/kernel"
-target/debug/reflex check > "$out/check.txt" 2>&1
+"$reflex" check > "$out/check.txt" 2>&1
 echo $? > "$out/check.rc"
 for bin in "$@"; do
   name=$(basename "$bin" | sed 's/-[0-9a-f]*$//')
