@@ -6,7 +6,9 @@ use nix::errno::Errno;
 use nix::time::{ClockId, clock_gettime};
 
 use crate::kernel::types::{reflex_action as A, reflex_event, reflex_skip as K, reflex_target};
-use crate::policy::{Hook, Target};
+use crate::policy::Target;
+use crate::policy::hooks::Hook;
+use crate::rules::Point;
 use crate::signal::Signal;
 use crate::syscall;
 
@@ -26,6 +28,8 @@ pub enum Outcome {
     Denied(Errno),
     /// Monitor mode: the hook would have refused with this error.
     WouldDeny(Errno),
+    /// reflex sent the SIGCONT that ends a pause.
+    Resumed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +62,7 @@ impl Outcome {
             Outcome::Audited => "audited",
             Outcome::Denied(_) => "denied",
             Outcome::WouldDeny(_) => "would-deny",
+            Outcome::Resumed => "resumed",
         }
     }
 }
@@ -76,12 +81,24 @@ pub struct Event {
     pub syscall: String,
     /// Set when the event comes from a security hook.
     pub hook: Option<Hook>,
+    /// Exit rules: what the syscall returned and how long it took.
+    pub exit: Option<ExitInfo>,
+    /// Rate rules: the matching calls counted in the window, and the window.
+    pub rate: Option<(u64, u64)>,
+    /// The process signalled, when it is not the caller (`to:`).
+    pub to_pid: Option<u32>,
     pub args: [u64; 6],
     pub cgroup_id: u64,
     /// None for audit rules.
     pub signal: Option<Signal>,
     pub target: Target,
     pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub ret: i64,
+    pub duration_ns: u64,
 }
 
 /// The rule names of each rule set, by rule index.
@@ -113,6 +130,12 @@ impl Clock {
         }
     }
 
+    /// CLOCK_BOOTTIME now, in ns (the kernel's bpf_ktime_get_boot_ns).
+    pub fn boot_now(&self) -> u64 {
+        let t = clock_gettime(ClockId::CLOCK_BOOTTIME).expect("CLOCK_BOOTTIME exists");
+        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+    }
+
     pub fn wall(&self, boot_ns: u64) -> SystemTime {
         let ns = (self.boot_epoch_ns + i128::from(boot_ns)).max(0);
         SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
@@ -126,6 +149,33 @@ impl Default for Clock {
 }
 
 impl Event {
+    /// The end of a pause: made by reflex, not by the kernel.
+    pub fn resumed(pid: u32, rule: &str) -> Event {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| c.trim().to_string())
+            .unwrap_or_default();
+        Event {
+            time: SystemTime::now(),
+            rule: rule.to_string(),
+            pid,
+            tid: pid,
+            ppid: 0,
+            uid: 0,
+            gid: 0,
+            comm,
+            syscall: String::new(),
+            hook: None,
+            exit: None,
+            rate: None,
+            to_pid: None,
+            args: [0; 6],
+            cgroup_id: 0,
+            signal: Signal::from_number(libc::SIGCONT),
+            target: Target::Process,
+            outcome: Outcome::Resumed,
+        }
+    }
+
     /// Decodes one ring buffer record; `rules` names the rules of each set.
     pub fn decode(bytes: &[u8], clock: &Clock, rules: &RuleNames) -> Result<Event, DecodeError> {
         let want = std::mem::size_of::<reflex_event>();
@@ -174,7 +224,11 @@ impl Event {
             (Outcome::Audited, _) | (_, 0) => None,
             (_, n) => Some(Signal::from_number(n).ok_or_else(|| field("signal", n.into()))?),
         };
-        let hook = Hook::from_nr(raw.syscall_nr);
+        let point = Point::of(raw.syscall_nr);
+        let hook = match point {
+            Point::Hook(h) => Some(h),
+            _ => None,
+        };
         let rule = rules
             .get(usize::from(raw.set))
             .and_then(|set| set.get(raw.rule as usize))
@@ -195,13 +249,23 @@ impl Event {
             uid: raw.uid,
             gid: raw.gid,
             comm: String::from_utf8_lossy(&comm).into_owned(),
-            syscall: match hook {
-                Some(h) => h.lsm().to_string(),
-                None => syscall::name(raw.syscall_nr)
+            syscall: match point {
+                Point::Hook(h) => h.lsm().to_string(),
+                Point::Sample => "sample".to_string(),
+                Point::Entry(nr) | Point::Exit(nr) => syscall::name(nr)
                     .map(str::to_string)
-                    .unwrap_or_else(|| format!("syscall_{}", raw.syscall_nr)),
+                    .unwrap_or_else(|| format!("syscall_{nr}")),
             },
             hook,
+            exit: match point {
+                Point::Exit(_) => Some(ExitInfo {
+                    ret: raw.args[0] as i64,
+                    duration_ns: raw.args[1],
+                }),
+                _ => None,
+            },
+            rate: (raw.window_ns != 0).then_some((raw.count, raw.window_ns)),
+            to_pid: (raw.to_pid != 0).then_some(raw.to_pid),
             args: raw.args,
             cgroup_id: raw.cgroup_id,
             signal,
@@ -314,9 +378,32 @@ pub(crate) mod tests {
         raw.syscall_nr = Hook::Ptrace.nr();
         let e = Event::from_raw(&raw, &Clock::new(), &names()).unwrap();
         assert_eq!(e.outcome, Outcome::Denied(Errno::EPERM));
+        use crate::policy::Hook;
         assert_eq!(e.hook, Some(Hook::Ptrace));
         assert_eq!(e.syscall, "lsm/ptrace_access_check");
         assert_eq!(e.signal, None);
+    }
+
+    #[test]
+    fn exits_rates_and_other_targets() {
+        let mut raw = raw_event();
+        raw.syscall_nr = crate::rules::EXIT_BASE + libc::SYS_read as i32;
+        raw.args[0] = (-13i64) as u64;
+        raw.args[1] = 250_000_000;
+        raw.count = 51;
+        raw.window_ns = 1_000_000_000;
+        raw.to_pid = 77;
+        let e = Event::from_raw(&raw, &Clock::new(), &names()).unwrap();
+        assert_eq!(e.syscall, "read");
+        assert_eq!(
+            e.exit,
+            Some(ExitInfo {
+                ret: -13,
+                duration_ns: 250_000_000
+            })
+        );
+        assert_eq!(e.rate, Some((51, 1_000_000_000)));
+        assert_eq!(e.to_pid, Some(77));
     }
 
     #[test]

@@ -188,6 +188,13 @@ pub fn rows() -> Vec<Row> {
         "`--thread` can signal only the calling thread",
         "`--thread` is unavailable",
     ));
+    rows.push(answer_row(
+        "bpf_send_signal_task",
+        probe::signal_task(),
+        false,
+        "rules may signal another task with a value (`to:`)",
+        "rules with `to:` are refused",
+    ));
     rows.push(if privileged {
         load_reflex()
     } else {

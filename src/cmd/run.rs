@@ -55,6 +55,7 @@ fn offer(set: &RuleSet, raw_refused: &Option<String>) -> Offer {
     let tracefs = probe::tracefs(false).map(|(p, _)| p).ok();
     let mut offer = Offer {
         raw_refused: raw_refused.clone(),
+        kfuncs: probe::signal_task() == probe::Answer::Yes,
         ..Offer::default()
     };
     for name in set.syscall_names() {
@@ -94,9 +95,11 @@ fn describe(loaded: &Loaded, plan: &Plan, settings: &Settings, dry_run: bool) ->
     let mut lines = Vec::new();
     for r in &loaded.policy.rules {
         let on: Vec<&str> = r.syscalls.iter().map(|s| s.name).collect();
-        let on = match r.hook {
-            Some(h) => vec![h.lsm()],
-            None => on,
+        let on = match (r.hook, r.sample) {
+            (Some(h), _) => vec![h.lsm().to_string()],
+            (_, Some(s)) => vec![format!("{} Hz sampling", s.frequency)],
+            _ if r.exit.is_some() => on.iter().map(|n| format!("{n} exit")).collect(),
+            _ => on.iter().map(|n| n.to_string()).collect(),
         };
         let mode = if dry_run || r.mode == Mode::Monitor {
             " (monitor: nothing is sent)"
@@ -108,7 +111,7 @@ fn describe(loaded: &Loaded, plan: &Plan, settings: &Settings, dry_run: bool) ->
             r.name,
             r.at,
             on.join(", "),
-            r.action.describe()
+            r.describe()
         ));
     }
     let p = &loaded.policy.protect;
@@ -178,6 +181,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         attach::plan(&set, args.attach, &offer(&set, &raw_refused)).map_err(anyhow::Error::msg)?;
     let mut settings = args.settings();
     settings.load_btf_programs = raw_refused.is_none();
+    settings.kfuncs = probe::signal_task() == probe::Answer::Yes;
 
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
@@ -265,6 +269,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             }
         }
         flush(&sink, &broken_pipe);
+        resume(&mut kernel, &clock, &sink, false);
         if watcher.as_ref().is_some_and(Watcher::changed) {
             changed_at = Some(Instant::now());
         }
@@ -286,10 +291,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
     }
 
-    // Stop deciding first, then report what was decided.
+    // Stop deciding first, then report what was decided, and leave nothing
+    // paused.
     kernel.detach();
     let _ = ring.consume();
     drop(ring);
+    resume(&mut kernel, &clock, &sink, true);
     flush(&sink, &broken_pipe);
     let summary = Summary {
         kernel: kernel.stats().context("reading the kernel's counters")?,
@@ -300,6 +307,20 @@ pub fn run(args: &RunArgs) -> Result<()> {
     eprintln!("{summary}");
     let _ = io::stdout().flush();
     Ok(())
+}
+
+/// Sends the SIGCONT of every pause that is due, or of all of them.
+fn resume(kernel: &mut Kernel, clock: &Clock, sink: &RefCell<Box<dyn Sink>>, all: bool) {
+    let until = if all { u64::MAX } else { clock.boot_now() };
+    for (pid, rule) in kernel.take_due_pauses(until) {
+        let sent = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+        if sent.is_ok() {
+            let _ = sink.borrow_mut().event(&Event::resumed(pid, &rule));
+        }
+    }
 }
 
 fn flush(sink: &RefCell<Box<dyn Sink>>, broken_pipe: &Cell<bool>) {

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use crate::cli::ValidateArgs;
-use crate::policy::{self, Env};
+use crate::policy::{self, Diagnostic, Diagnostics, Env};
+use crate::probe;
 use crate::rules;
 
 pub fn validate(args: &ValidateArgs) -> ExitCode {
@@ -13,6 +14,29 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
     }
     let result = policy::load(&args.policies, &env).and_then(|loaded| {
         let set = rules::compile(&loaded.policy, rules::Options::default())?;
+        if set.needs_kfuncs() {
+            if let probe::Answer::No(why) = probe::signal_task() {
+                return Err(Diagnostics(
+                    loaded
+                        .policy
+                        .rules
+                        .iter()
+                        .filter(|r| r.to != policy::To::Caller)
+                        .map(|r| {
+                            Diagnostic::error(
+                                r.at.clone(),
+                                format!(
+                                    "rule '{}' signals another task (`to:`), which this kernel \
+                                     cannot do: {why}; signal the caller instead, or run on \
+                                     Linux 6.13 or newer (`reflex check`)",
+                                    r.name
+                                ),
+                            )
+                        })
+                        .collect(),
+                ));
+            }
+        }
         Ok((loaded, set))
     });
     match result {
@@ -44,11 +68,19 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
                     hook.lsm()
                 );
             }
-            for table in set.syscalls.values() {
+            for (&nr, table) in &set.syscalls {
                 let (rules, lookups) = (table.slots.len(), table.dims.count_ones());
+                let point = match rules::Point::of(nr) {
+                    rules::Point::Hook(h) => h.lsm().to_string(),
+                    rules::Point::Exit(_) => format!("{} exit", table.name),
+                    rules::Point::Entry(_) | rules::Point::Sample => table.name.to_string(),
+                };
+                if rules == 0 {
+                    println!("  {point:<24} entry timed for exit rules");
+                    continue;
+                }
                 println!(
-                    "  {:<20} {rules} rule{}, {lookups} selector lookup{} per call",
-                    table.name,
+                    "  {point:<24} {rules} rule{}, {lookups} selector lookup{} per call",
                     if rules == 1 { "" } else { "s" },
                     if lookups == 1 { "" } else { "s" },
                 );

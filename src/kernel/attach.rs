@@ -71,6 +71,8 @@ pub struct Offer {
     /// How many arguments each watched syscall takes, as its tracepoint
     /// records them.
     pub args: BTreeMap<&'static str, u8>,
+    /// The kernel has bpf_send_signal_task (6.13+).
+    pub kfuncs: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +138,34 @@ const HOT: &[&str] = &[
 const MANY: usize = 32;
 
 pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String> {
+    if set.needs_kfuncs() {
+        // Signalling another task is for the raw hook only (its program may
+        // call kfuncs; tracepoint programs may not).
+        if !offer.kfuncs {
+            return Err(
+                "a rule signals another task (`to:`), which needs the kfunc \
+                        bpf_send_signal_task of Linux 6.13 or newer: this kernel lacks it \
+                        (`reflex check`)"
+                    .into(),
+            );
+        }
+        if let Some(why) = &offer.raw_refused {
+            return Err(format!(
+                "a rule signals another task (`to:`), which needs the raw hook: {why}"
+            ));
+        }
+        if choice == Choice::Only(Strategy::Tracepoint) {
+            return Err(
+                "--attach tracepoint: a rule signals another task (`to:`), which needs the raw hook"
+                    .into(),
+            );
+        }
+        return Ok(Plan {
+            strategy: Strategy::Raw,
+            reason: "a rule signals another task (`to:`): only the raw hook can".into(),
+            args: offer.args.clone(),
+        });
+    }
     let names = set.syscall_names();
     let raw = |reason: String| -> Result<Plan, String> {
         match &offer.raw_refused {
@@ -332,6 +362,26 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn signalling_other_tasks_needs_the_raw_hook_and_the_kfunc() {
+        let yaml = "rules: [{name: r, syscall: kill, action: {signal: SIGUSR1, to: parent, value: pid}}]\n";
+        let p = load_str(yaml, "p.yaml".as_ref(), &Env::host())
+            .unwrap()
+            .policy;
+        let set = compile(&p, Options::default()).unwrap();
+        let err = plan(&set, Choice::Auto, &Offer::default()).unwrap_err();
+        assert!(err.contains("bpf_send_signal_task of Linux 6.13"), "{err}");
+        let with = Offer {
+            kfuncs: true,
+            ..Offer::default()
+        };
+        assert_eq!(
+            plan(&set, Choice::Auto, &with).unwrap().strategy,
+            Strategy::Raw
+        );
+        assert!(plan(&set, Choice::Only(Strategy::Tracepoint), &with).is_err());
     }
 
     #[test]

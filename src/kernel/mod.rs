@@ -12,6 +12,7 @@
 
 pub mod attach;
 mod protect;
+mod sampler;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::mem::MaybeUninit;
@@ -22,8 +23,9 @@ use std::os::fd::{AsFd, AsRawFd};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, PrintLevel, TracepointCategory};
 
-use crate::policy::Target;
-use crate::policy::hooks::{Hook, is_hook};
+use crate::policy::hooks::Hook;
+use crate::policy::{RateBy, Sample, SigValue, Target, To};
+use crate::rules::Point;
 use crate::rules::{RuleSet, Verdict};
 use attach::{Plan, Strategy};
 
@@ -51,6 +53,7 @@ pub struct Stats {
     pub audited: u64,
     pub denied: u64,
     pub would_deny: u64,
+    pub paused: u64,
     /// Events the kernel could not reserve room for in the ring buffer.
     pub dropped: u64,
 }
@@ -66,6 +69,9 @@ pub struct Settings {
     pub load_btf_programs: bool,
     /// Wake the event reader at every event, not in batches.
     pub wake_every_event: bool,
+    /// The kernel has bpf_send_signal_task: the raw hook is loaded able to
+    /// signal other tasks.
+    pub kfuncs: bool,
 }
 
 impl Default for Settings {
@@ -75,6 +81,7 @@ impl Default for Settings {
             scope_ppid: 0,
             load_btf_programs: true,
             wake_every_event: false,
+            kfuncs: false,
         }
     }
 }
@@ -177,6 +184,8 @@ struct Slot {
 struct Extra {
     skel: skel::ReflexSkel<'static>,
     links: Vec<Link>,
+    /// The raw object's sys_exit link, when exit rules are in force.
+    exit: Option<Link>,
 }
 
 const TRACEPOINT_PROGRAMS: &[&str] = &[
@@ -189,7 +198,9 @@ const TRACEPOINT_PROGRAMS: &[&str] = &[
     "reflex_tp6",
     "reflex_tp_eval",
 ];
-const RAW_PROGRAMS: &[&str] = &["reflex_raw"];
+const RAW_PROGRAMS: &[&str] = &["reflex_raw", "reflex_raw_exit"];
+const RAW_K_PROGRAMS: &[&str] = &["reflex_raw_k", "reflex_raw_exit"];
+const SAMPLE_PROGRAMS: &[&str] = &["reflex_sample"];
 
 /// The BPF-LSM programs of a hook (each loaded on first use).
 fn lsm_programs(hook: Hook) -> &'static [&'static str] {
@@ -245,6 +256,9 @@ pub struct Kernel<'obj> {
     raw: Option<Extra>,
     followers: Option<Extra>,
     lsm: BTreeMap<Hook, Extra>,
+    sample_prog: Option<Extra>,
+    /// The perf event the sampler is attached with, and its per-CPU links.
+    sampler: Option<(Sample, Vec<Link>)>,
     /// Protected executables and cgroups in force, and those of the rules
     /// being replaced.
     protected_objects: (Vec<types::reflex_file_key>, Vec<u64>),
@@ -276,6 +290,8 @@ impl<'obj> Kernel<'obj> {
             raw: None,
             followers: None,
             lsm: BTreeMap::new(),
+            sample_prog: None,
+            sampler: None,
             protected_objects: Default::default(),
             retired_objects: Default::default(),
             settings: *settings,
@@ -312,6 +328,7 @@ impl<'obj> Kernel<'obj> {
         Ok(Extra {
             skel,
             links: Vec::new(),
+            exit: None,
         })
     }
 
@@ -405,6 +422,27 @@ impl<'obj> Kernel<'obj> {
                     r.target = aim(target);
                 }
             }
+            if let Some(rate) = rule.rate {
+                r.rate_window_ns = rate.window_ns;
+                r.rate_over = rate.over;
+                r.rate_by = (match rate.by {
+                    RateBy::Process => types::reflex_rate_by::REFLEX_RATE_PROCESS,
+                    RateBy::Parent => types::reflex_rate_by::REFLEX_RATE_PARENT,
+                    RateBy::Session => types::reflex_rate_by::REFLEX_RATE_SESSION,
+                    RateBy::Cgroup => types::reflex_rate_by::REFLEX_RATE_CGROUP,
+                })
+                .0 as u8;
+            }
+            (r.to, r.to_pid) = match rule.to {
+                To::Caller => (types::reflex_to::REFLEX_TO_CALLER.0 as u8, 0),
+                To::Parent => (types::reflex_to::REFLEX_TO_PARENT.0 as u8, 0),
+                To::Pid(pid) => (types::reflex_to::REFLEX_TO_PID.0 as u8, pid),
+            };
+            (r.value_kind, r.value) = match rule.value {
+                SigValue::Number(n) => (types::reflex_value::REFLEX_VALUE_NUMBER.0 as u8, n),
+                SigValue::CallerPid => (types::reflex_value::REFLEX_VALUE_CALLER_PID.0 as u8, 0),
+            };
+            r.pause_ns = rule.pause_ns;
             for (dst, c) in r.checks.iter_mut().zip(&rule.checks) {
                 *dst = types::reflex_check {
                     op: c.op.0 as u8,
@@ -442,10 +480,10 @@ impl<'obj> Kernel<'obj> {
             written.matches.push(k);
         }
         for (&nr, table) in &set.syscalls {
-            let handler = if is_hook(nr) {
-                H::REFLEX_HANDLER_LSM
-            } else {
-                handler
+            let handler = match Point::of(nr) {
+                Point::Hook(_) => H::REFLEX_HANDLER_LSM,
+                Point::Sample => H::REFLEX_HANDLER_PERF,
+                Point::Entry(_) | Point::Exit(_) => handler,
             };
             let mut s = types::reflex_syscall {
                 rules: table.rules_mask(),
@@ -456,6 +494,7 @@ impl<'obj> Kernel<'obj> {
                 cgroup_levels: table.cgroup_levels,
                 handler: handler.0 as u8,
                 nargs: plan.args.get(table.name).copied().unwrap_or(6),
+                timed: u8::from(table.timed),
                 ..Default::default()
             };
             s.rule[..table.slots.len()].copy_from_slice(&table.slots);
@@ -476,10 +515,29 @@ impl<'obj> Kernel<'obj> {
         match plan.strategy {
             Strategy::Tracepoint => {
                 for (&nr, table) in &set.syscalls {
-                    if is_hook(nr) || self.tracepoints.contains_key(&nr) {
+                    if self.tracepoints.contains_key(&nr) {
                         continue;
                     }
-                    let name = format!("sys_enter_{}", crate::probe::tracepoint_name(table.name));
+                    let tp = crate::probe::tracepoint_name(table.name);
+                    if let Point::Exit(_) = Point::of(nr) {
+                        let name = format!("sys_exit_{tp}");
+                        let link = self
+                            .skel
+                            .progs
+                            .reflex_tp_exit
+                            .attach_tracepoint(TracepointCategory::Syscalls, &name)
+                            .map_err(|source| LoadError::Attach {
+                                program: "reflex_tp_exit",
+                                hook: format!("tp/syscalls/{name}"),
+                                source,
+                            })?;
+                        self.tracepoints.insert(nr, (table.name, link));
+                        continue;
+                    }
+                    if !matches!(Point::of(nr), Point::Entry(_)) {
+                        continue;
+                    }
+                    let name = format!("sys_enter_{tp}");
                     let nargs = plan.args.get(table.name).copied().unwrap_or(6);
                     let progs = &self.skel.progs;
                     let (program, prog) = match nargs {
@@ -502,23 +560,80 @@ impl<'obj> Kernel<'obj> {
                 }
             }
             Strategy::Raw => {
+                // The variant able to signal other tasks where the kernel
+                // has the kfuncs: then reloads never need to switch.
+                let programs = if self.settings.kfuncs {
+                    RAW_K_PROGRAMS
+                } else {
+                    RAW_PROGRAMS
+                };
                 if self.raw.is_none() {
-                    self.raw = Some(self.load_extra(RAW_PROGRAMS)?);
+                    self.raw = Some(self.load_extra(programs)?);
                 }
                 let raw = self.raw.as_mut().expect("loaded above");
                 if raw.links.is_empty() {
-                    let link =
-                        raw.skel
-                            .progs
-                            .reflex_raw
-                            .attach()
-                            .map_err(|source| LoadError::Attach {
-                                program: "reflex_raw",
-                                hook: "tp_btf/sys_enter".into(),
-                                source,
-                            })?;
+                    let progs = &raw.skel.progs;
+                    let prog = if self.settings.kfuncs {
+                        &progs.reflex_raw_k
+                    } else {
+                        &progs.reflex_raw
+                    };
+                    let link = prog.attach().map_err(|source| LoadError::Attach {
+                        program: programs[0],
+                        hook: "tp_btf/sys_enter".into(),
+                        source,
+                    })?;
                     raw.links.push(link);
                 }
+                let exits = !set.exit_names().is_empty();
+                match (exits, raw.exit.is_some()) {
+                    (true, false) => {
+                        let link = raw.skel.progs.reflex_raw_exit.attach().map_err(|source| {
+                            LoadError::Attach {
+                                program: "reflex_raw_exit",
+                                hook: "tp_btf/sys_exit".into(),
+                                source,
+                            }
+                        })?;
+                        raw.exit = Some(link);
+                    }
+                    (false, true) => raw.exit = None,
+                    _ => {}
+                }
+            }
+        }
+        if let Some(sample) = set.sampling {
+            if self.sampler.as_ref().is_some_and(|(s, _)| *s != sample) {
+                self.sampler = None; // another frequency: new events
+            }
+            if self.sampler.is_none() {
+                if self.sample_prog.is_none() {
+                    self.sample_prog = Some(self.load_extra(SAMPLE_PROGRAMS)?);
+                }
+                let extra = self.sample_prog.as_ref().expect("loaded above");
+                let mut links = Vec::new();
+                for cpu in
+                    sampler::online_cpus().map_err(|e| LoadError::Unavailable(e.to_string()))?
+                {
+                    let fd = sampler::open(&sample, cpu)
+                        .map_err(|e| LoadError::Unavailable(e.to_string()))?;
+                    let link = extra
+                        .skel
+                        .progs
+                        .reflex_sample
+                        .attach_perf_event(fd)
+                        .map_err(|source| {
+                            // SAFETY: the fd was not handed over.
+                            unsafe { libc::close(fd) };
+                            LoadError::Attach {
+                                program: "reflex_sample",
+                                hook: format!("perf_event on CPU {cpu}"),
+                                source,
+                            }
+                        })?;
+                    links.push(link);
+                }
+                self.sampler = Some((sample, links));
             }
         }
         for hook in set.hooks() {
@@ -578,7 +693,12 @@ impl<'obj> Kernel<'obj> {
         if strategy != Some(Strategy::Raw) {
             if let Some(raw) = self.raw.as_mut() {
                 raw.links.clear();
+                raw.exit = None;
             }
+        }
+        let sampling = in_force.iter().any(|&nr| Point::of(nr) == Point::Sample);
+        if !sampling {
+            self.sampler = None;
         }
         for (hook, extra) in self.lsm.iter_mut() {
             if !in_force.contains(&hook.nr()) {
@@ -702,6 +822,16 @@ impl<'obj> Kernel<'obj> {
         if self.raw.as_ref().is_some_and(|r| !r.links.is_empty()) {
             hooks.push("tp_btf/sys_enter".into());
         }
+        if self.raw.as_ref().is_some_and(|r| r.exit.is_some()) {
+            hooks.push("tp_btf/sys_exit".into());
+        }
+        if let Some((sample, links)) = &self.sampler {
+            hooks.push(format!(
+                "perf_event ({} Hz, {} CPUs)",
+                sample.frequency,
+                links.len()
+            ));
+        }
         if self.followers.as_ref().is_some_and(|f| !f.links.is_empty()) {
             hooks.push("tp_btf/sched_process_{fork,exec,exit}".into());
         }
@@ -722,6 +852,35 @@ impl<'obj> Kernel<'obj> {
         {
             extra.links.clear();
         }
+    }
+
+    /// Paused processes due for their SIGCONT by `boot_ns` (all of them
+    /// with u64::MAX), taken out of the kernel's list: (pid, rule name).
+    pub fn take_due_pauses(&mut self, boot_ns: u64) -> Vec<(u32, String)> {
+        let due: Vec<(u32, String)> = self
+            .skel
+            .maps
+            .paused
+            .keys()
+            .filter_map(|k| {
+                let pid = u32::from_ne_bytes(k.as_slice().try_into().ok()?);
+                let v = self.skel.maps.paused.lookup(&k, MapFlags::ANY).ok()??;
+                if v.len() < std::mem::size_of::<types::reflex_pause>() {
+                    return None;
+                }
+                // SAFETY: the value is a reflex_pause (checked size), plain data.
+                let p: types::reflex_pause = unsafe { std::ptr::read_unaligned(v.as_ptr().cast()) };
+                let rule = self
+                    .rule_name(p.set as u8, p.rule)
+                    .unwrap_or("?")
+                    .to_string();
+                (p.resume_at <= boot_ns).then_some((pid, rule))
+            })
+            .collect();
+        for (pid, _) in &due {
+            let _ = self.skel.maps.paused.delete(&pid.to_ne_bytes());
+        }
+        due
     }
 
     /// The ring buffer carrying [`types::reflex_event`] records.
@@ -755,6 +914,7 @@ impl<'obj> Kernel<'obj> {
             skipped: get(S::REFLEX_STAT_SKIPPED),
             audited: get(S::REFLEX_STAT_AUDITED),
             denied: get(S::REFLEX_STAT_DENIED),
+            paused: get(S::REFLEX_STAT_PAUSED),
             would_deny: get(S::REFLEX_STAT_WOULD_DENY),
             dropped: get(S::REFLEX_STAT_DROPPED),
         })

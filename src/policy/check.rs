@@ -12,13 +12,15 @@ use serde_saphyr::Spanned;
 use super::constants;
 use super::degrade;
 use super::diag::{Diagnostic, Diagnostics, Location, shown};
+use super::file::RawTo;
 use super::file::{self, BitsKind, RawAction, RawArg, RawFile, RawMatch, RawRule, Scalar, Values};
 use super::files;
 use super::hooks::{self, Hook};
 use super::{
-    Action, ArgCond, ArgMatch, Bits, Cgroup, Comm, FileId, Mode, Policy, Protect, Rule, Selectors,
-    Set, Syscall, Target,
+    Action, ArgCond, ArgMatch, Bits, Cgroup, Comm, Exit, FileId, Mode, Policy, Protect, Rate,
+    RateBy, Rule, Sample, SampleEvent, Selectors, Set, SigValue, Syscall, Target, To,
 };
+use crate::kernel::types;
 use crate::signal::Signal;
 use crate::syscall::{self, Arch};
 
@@ -26,6 +28,64 @@ use crate::syscall::{self, Arch};
 pub const MAX_VALUES: usize = 256;
 /// Longest rule name.
 pub const MAX_NAME: usize = 64;
+/// Highest sampling frequency (each sample may send a signal).
+pub const MAX_SAMPLE_HZ: u64 = 1000;
+
+fn args_of(r: &RawRule) -> Vec<String> {
+    r.args
+        .as_ref()
+        .map(|a| a.0.iter().map(|(k, _)| k.value.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// A duration as written: `200ms`, `1.5s`, `500us`, `2m`, `1h`, `10ns`.
+pub fn duration(s: &Scalar) -> Result<u64, String> {
+    let text = match s {
+        Scalar::Str(t) => t.trim().to_string(),
+        Scalar::Int(n) => {
+            return Err(format!("'{n}' needs a unit: write {n}ms, {n}s, …"));
+        }
+    };
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("'{text}' needs a unit: ns, us, ms, s, m or h"))?;
+    let (num, unit) = text.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (e.g. 200ms, 1.5s)"))?;
+    let scale = match unit.trim() {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        "m" => 60e9,
+        "h" => 3600e9,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}': use ns, us, ms, s, m or h"
+            ));
+        }
+    };
+    Ok((n * scale).round() as u64)
+}
+
+/// A return value: a number, or `-ENAME` for an error.
+fn return_value(s: &Scalar) -> Result<u64, String> {
+    match s {
+        Scalar::Int(n) if *n >= i128::from(i64::MIN) && *n <= i128::from(i64::MAX) => {
+            Ok(*n as i64 as u64)
+        }
+        Scalar::Int(n) => Err(format!("{n} is out of range")),
+        Scalar::Str(t) => {
+            let name = t.trim().strip_prefix('-').unwrap_or(t.trim());
+            constants::errno(name)
+                .map(|e| (-i64::from(e)) as u64)
+                .ok_or_else(|| {
+                    format!("'{t}' is not a return value: a number, or an error such as -EACCES")
+                })
+        }
+    }
+}
 
 /// What names are resolved against.
 #[derive(Debug, Clone)]
@@ -110,6 +170,8 @@ pub fn load_str(text: &str, name: &Path, env: &Env) -> Result<Loaded, Diagnostic
 
 struct Checker<'e> {
     env: &'e Env,
+    /// The perf event of the first sampling rule: all share it.
+    sampling: Option<Sample>,
     diags: Vec<Diagnostic>,
     rules: Vec<Rule>,
     /// Every rule's name and place, valid or not: duplicates are found even
@@ -139,6 +201,7 @@ impl<'e> Checker<'e> {
     fn new(env: &'e Env) -> Self {
         Checker {
             env,
+            sampling: None,
             diags: Vec::new(),
             rules: Vec::new(),
             names: Vec::new(),
@@ -256,6 +319,35 @@ impl<'e> Checker<'e> {
                 _ => {}
             }
         }
+        let sample = r.sample.as_ref().and_then(|s| self.sample(s, file));
+        let exit = self.exit(r, file);
+        let rate = r.rate.as_ref().and_then(|x| self.rate(x, file));
+        let (to, value, pause_ns) = self.signal_extras(&r.action, file);
+        let trigger_kind = if sample.is_some() {
+            Some("sampling")
+        } else if hook.is_some() {
+            Some("hook")
+        } else if exit.is_some() {
+            Some("exit")
+        } else {
+            None
+        };
+        if matches!(trigger_kind, Some("sampling" | "exit")) && !args_of(r).is_empty() {
+            self.error(
+                at.clone(),
+                "sampling and exit rules match no arguments (exit rules: `returns`, `slower_than`)",
+            );
+        }
+        if to != To::Caller {
+            if let Some(kind) = trigger_kind {
+                self.error(
+                    Location::of(file, &r.action.referenced),
+                    format!(
+                        "`to:` signals another task from syscall entry rules only, not from {kind} rules"
+                    ),
+                );
+            }
+        }
         if self.diags[errors_before..].iter().any(|d| d.is_error()) {
             return None;
         }
@@ -266,11 +358,251 @@ impl<'e> Checker<'e> {
             hook,
             file: file_set,
             fallback,
+            sample,
+            exit,
+            rate,
+            to,
+            value,
+            pause_ns,
             args,
             selectors,
             action: action?,
             mode,
         })
+    }
+
+    fn sample(&mut self, s: &Spanned<file::RawSample>, file: &Arc<Path>) -> Option<Sample> {
+        let at = Location::of(file, &s.value.frequency.referenced);
+        let frequency = s.value.frequency.value;
+        let max = std::fs::read_to_string("/proc/sys/kernel/perf_event_max_sample_rate")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(100_000)
+            .min(MAX_SAMPLE_HZ);
+        if frequency == 0 || frequency > max {
+            self.error(
+                at,
+                format!("sampling frequency {frequency} Hz: use 1 to {max} (a signal per sample)"),
+            );
+            return None;
+        }
+        let event = match s.value.event.as_ref().map(|e| e.value.as_str()) {
+            None | Some("cpu-clock") => SampleEvent::CpuClock,
+            Some("cycles") => SampleEvent::Cycles,
+            Some(other) => {
+                let eat = Location::of(file, &s.value.event.as_ref().expect("some").referenced);
+                self.error(
+                    eat,
+                    format!(
+                        "unknown event '{other}': use cpu-clock (software) or cycles (hardware)"
+                    ),
+                );
+                return None;
+            }
+        };
+        let this = Sample { frequency, event };
+        match self.sampling {
+            Some(first) if first != this => {
+                self.error(
+                    at,
+                    format!(
+                        "all sampling rules share one perf event: this one differs ({frequency} Hz vs {} Hz)",
+                        first.frequency
+                    ),
+                );
+                None
+            }
+            _ => {
+                self.sampling = Some(this);
+                Some(this)
+            }
+        }
+    }
+
+    /// `slower_than` and `returns`: the rule answers at the syscall's exit.
+    fn exit(&mut self, r: &RawRule, file: &Arc<Path>) -> Option<Exit> {
+        if r.slower_than.is_none() && r.returns.is_none() {
+            return None;
+        }
+        let place_of = |l: &serde_saphyr::Location| Location::of(file, l);
+        if r.syscall.is_none() {
+            let at = r
+                .slower_than
+                .as_ref()
+                .map(|s| place_of(&s.referenced))
+                .or_else(|| r.returns.as_ref().map(|s| place_of(&s.referenced)))
+                .expect("one is set");
+            self.error(at, "`slower_than` and `returns` are for syscall rules");
+            return None;
+        }
+        let slower_than_ns = match &r.slower_than {
+            None => None,
+            Some(d) => match duration(&d.value) {
+                Ok(ns) if ns > 0 => Some(ns),
+                Ok(_) => {
+                    self.error(
+                        place_of(&d.referenced),
+                        "`slower_than: 0` matches every call: omit it",
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    self.error(place_of(&d.referenced), e);
+                    return None;
+                }
+            },
+        };
+        let returns = match &r.returns {
+            None => None,
+            Some(v) => {
+                let at = place_of(&v.referenced);
+                Some(self.set(&v.value, &at, return_value)?)
+            }
+        };
+        Some(Exit {
+            slower_than_ns,
+            returns,
+        })
+    }
+
+    fn rate(&mut self, r: &Spanned<file::RawRate>, file: &Arc<Path>) -> Option<Rate> {
+        let at = Location::of(file, &r.referenced);
+        let over = r.value.over.value;
+        if over == 0 || over > u64::from(u32::MAX) {
+            self.error(
+                Location::of(file, &r.value.over.referenced),
+                "`over` counts calls: 1 or more (the rule acts on the calls past it)",
+            );
+            return None;
+        }
+        let window_ns = match duration(&r.value.per.value) {
+            Ok(ns) if ns > 0 && ns <= 3_600_000_000_000 => ns,
+            Ok(_) => {
+                self.error(
+                    Location::of(file, &r.value.per.referenced),
+                    "`per` is a window from 1ns to 1h",
+                );
+                return None;
+            }
+            Err(e) => {
+                self.error(Location::of(file, &r.value.per.referenced), e);
+                return None;
+            }
+        };
+        let by = match r.value.by.as_ref().map(|b| b.value.as_str()) {
+            None | Some("process") => RateBy::Process,
+            Some("parent") => RateBy::Parent,
+            Some("session") => RateBy::Session,
+            Some("cgroup") => RateBy::Cgroup,
+            Some(other) => {
+                self.error(
+                    at,
+                    format!("unknown group '{other}': count by process, parent, session or cgroup"),
+                );
+                return None;
+            }
+        };
+        Some(Rate {
+            over: over as u32,
+            window_ns,
+            by,
+        })
+    }
+
+    /// `to`, `value` and `pause` of a signal action.
+    fn signal_extras(
+        &mut self,
+        a: &Spanned<RawAction>,
+        file: &Arc<Path>,
+    ) -> (To, SigValue, Option<u64>) {
+        let RawAction::Signal {
+            signal,
+            to,
+            value,
+            pause,
+            ..
+        } = &a.value
+        else {
+            return (To::Caller, SigValue::default(), None);
+        };
+        let at = |l: &serde_saphyr::Location| Location::of(file, l);
+        let to_kind = match to.as_ref().map(|t| (&t.value, t.referenced)) {
+            None => To::Caller,
+            Some((RawTo::Parent, _)) => To::Parent,
+            Some((RawTo::Pid(0), l)) => {
+                self.error(at(&l), "pid 0 is not a process");
+                To::Caller
+            }
+            Some((RawTo::Pid(p), _)) => To::Pid(*p),
+            Some((RawTo::Pidfile(path), l)) => match std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| t.trim().parse::<u32>().map_err(|e| e.to_string()))
+            {
+                Ok(pid) if pid > 0 => To::Pid(pid),
+                Ok(_) => {
+                    self.error(at(&l), format!("pidfile '{path}' names pid 0"));
+                    To::Caller
+                }
+                Err(e) => {
+                    self.error(at(&l), format!("pidfile '{path}': {e}"));
+                    To::Caller
+                }
+            },
+        };
+        let value_kind = match value {
+            None => SigValue::default(),
+            Some(v) if to.is_none() => {
+                self.error(
+                    at(&v.referenced),
+                    "`value` goes with `to:` (a signal to another task carries it)",
+                );
+                SigValue::default()
+            }
+            Some(v) => match &v.value {
+                Scalar::Str(s) if s == "pid" => SigValue::CallerPid,
+                Scalar::Int(n) if *n >= 0 && *n <= i128::from(u64::MAX) => {
+                    SigValue::Number(*n as u64)
+                }
+                other => {
+                    self.error(
+                        at(&v.referenced),
+                        format!("value '{other}': a number, or `pid` (the caller's)"),
+                    );
+                    SigValue::default()
+                }
+            },
+        };
+        let pause_ns = match pause {
+            None => None,
+            Some(p) => {
+                if !matches!(&signal.value, Scalar::Str(s) if s.eq_ignore_ascii_case("SIGSTOP") || s.eq_ignore_ascii_case("STOP"))
+                    && !matches!(&signal.value, Scalar::Int(19))
+                {
+                    self.error(
+                        at(&p.referenced),
+                        "`pause` stops with SIGSTOP: leave out `signal:`",
+                    );
+                }
+                if to.is_some() {
+                    self.error(
+                        at(&p.referenced),
+                        "`pause` stops the caller: it cannot go with `to:`",
+                    );
+                }
+                match duration(&p.value) {
+                    Ok(ns) if ns > 0 => Some(ns),
+                    Ok(_) => {
+                        self.error(at(&p.referenced), "`pause: 0` would not pause");
+                        None
+                    }
+                    Err(e) => {
+                        self.error(at(&p.referenced), e);
+                        None
+                    }
+                }
+            }
+        };
+        (to_kind, value_kind, pause_ns)
     }
 
     /// The rule's trigger: its syscalls, or its hook (as its table entry).
@@ -280,6 +612,21 @@ impl<'e> Checker<'e> {
         at: &Location,
         file: &Arc<Path>,
     ) -> (Vec<Syscall>, Option<Hook>) {
+        if let Some(sample) = &r.sample {
+            if r.syscall.is_some() || r.hook.is_some() {
+                self.error(
+                    Location::of(file, &sample.referenced),
+                    "a rule has one trigger: `syscall:`, `hook:` or `sample:`",
+                );
+            }
+            return (
+                vec![Syscall {
+                    name: "sample",
+                    nr: types::reflex_hook::REFLEX_HOOK_SAMPLE.0 as i32,
+                }],
+                None,
+            );
+        }
         match (&r.syscall, &r.hook) {
             (Some(_), Some(h)) => {
                 self.error(
@@ -291,7 +638,8 @@ impl<'e> Checker<'e> {
             (None, None) => {
                 self.error(
                     at.clone(),
-                    "the rule has no trigger: add `syscall: NAME` or `hook: ptrace|exec|open|kill|module`",
+                    "the rule has no trigger: add `syscall: NAME`, `hook: ptrace|exec|open|kill|module` \
+                     or `sample: {frequency: HZ}`",
                 );
                 (Vec::new(), None)
             }
@@ -750,7 +1098,7 @@ impl<'e> Checker<'e> {
                     },
                 })
             }
-            RawAction::Signal { signal, thread } => {
+            RawAction::Signal { signal, thread, .. } => {
                 let sat = place(file, &signal.referenced, &at);
                 let sig = self.signal(&signal.value, &sat)?;
                 if *thread && [libc::SIGKILL, libc::SIGSTOP].contains(&sig.number()) {
@@ -955,7 +1303,11 @@ fn conflicts(rules: &[Rule]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (j, b) in rules.iter().enumerate() {
         for a in &rules[..j] {
-            if (a.action, a.mode) == (b.action, b.mode) {
+            if (a.action, a.mode) == (b.action, b.mode) && a.describe() == b.describe() {
+                continue;
+            }
+            // Entry and exit rules on one syscall answer at different points.
+            if a.exit.is_some() != b.exit.is_some() {
                 continue;
             }
             let shared: Vec<&str> = b
@@ -988,8 +1340,8 @@ fn conflicts(rules: &[Rule]) -> Vec<Diagnostic> {
 
 fn describe(r: &Rule) -> String {
     match r.mode {
-        Mode::Enforce => r.action.describe(),
-        Mode::Monitor => format!("{}, monitor", r.action.describe()),
+        Mode::Enforce => r.describe(),
+        Mode::Monitor => format!("{}, monitor", r.describe()),
     }
 }
 

@@ -35,10 +35,90 @@ pub struct RawProtect {
     pub cgroups: Vec<Spanned<String>>,
 }
 
+/// `sample: {frequency: 99, event: cpu-clock}`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSample {
+    pub frequency: Spanned<u64>,
+    #[serde(default)]
+    pub event: Option<Spanned<String>>,
+}
+
+/// `rate: {over: 50, per: 1s, by: session}`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRate {
+    pub over: Spanned<u64>,
+    pub per: Spanned<Scalar>,
+    #[serde(default)]
+    pub by: Option<Spanned<String>>,
+}
+
+/// Whom a signal goes to: `parent`, `{pid: N}` or `{pidfile: PATH}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawTo {
+    Parent,
+    Pid(u32),
+    Pidfile(String),
+}
+
+struct ToVisitor;
+
+impl<'de> Visitor<'de> for ToVisitor {
+    type Value = RawTo;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("`parent`, {pid: N} or {pidfile: PATH}")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawTo, E> {
+        match v {
+            "parent" => Ok(RawTo::Parent),
+            other => Err(E::custom(format!(
+                "unknown target '{other}': use `parent`, {{pid: N}} or {{pidfile: PATH}}"
+            ))),
+        }
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawTo, A::Error> {
+        let to = match map.next_key::<String>()?.as_deref() {
+            Some("pid") => RawTo::Pid(map.next_value()?),
+            Some("pidfile") => RawTo::Pidfile(map.next_value()?),
+            Some(other) => {
+                return Err(de::Error::custom(format!(
+                    "unknown key `{other}` in `to`: expected pid or pidfile"
+                )));
+            }
+            None => return Err(de::Error::custom("`to` needs {pid: N} or {pidfile: PATH}")),
+        };
+        if map.next_key::<String>()?.is_some() {
+            return Err(de::Error::custom(
+                "`to` names one process: {pid: N} or {pidfile: PATH}",
+            ));
+        }
+        Ok(to)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawTo {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawTo, D::Error> {
+        d.deserialize_any(ToVisitor)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     pub name: Spanned<String>,
+    /// A sampling trigger: a software perf event at a frequency.
+    #[serde(default)]
+    pub sample: Option<Spanned<RawSample>>,
+    /// Exit rules: the syscall took longer than this (`200ms`, `1s`).
+    #[serde(default)]
+    pub slower_than: Option<Spanned<Scalar>>,
+    /// Exit rules: the syscall returned one of these (`-EACCES`, `0`, …).
+    #[serde(default)]
+    pub returns: Option<Spanned<Values>>,
+    /// Act only past this many matching calls in a window, per group.
+    #[serde(default)]
+    pub rate: Option<Spanned<RawRate>>,
     /// A syscall trigger: `syscall: NAME` or a list (exactly one of
     /// `syscall` and `hook`).
     #[serde(default)]
@@ -370,6 +450,12 @@ pub enum RawAction {
     Signal {
         signal: Spanned<Scalar>,
         thread: bool,
+        /// Signal another task instead: `parent`, `{pid: N}`, `{pidfile: P}`.
+        to: Option<Spanned<RawTo>>,
+        /// si_value for another task: a number, or `pid` (the caller's).
+        value: Option<Spanned<Scalar>>,
+        /// `{pause: 10s}`: SIGSTOP now, SIGCONT after the duration.
+        pause: Option<Spanned<Scalar>>,
     },
     /// `deny`, `{deny: EACCES}`, `{deny: EPERM, signal: SIGKILL}`
     Deny {
@@ -414,16 +500,35 @@ impl<'de> Deserialize<'de> for RawAction {
                 let mut signal = None;
                 let mut deny = None;
                 let mut thread = false;
+                let (mut to, mut value, mut pause) = (None, None, None);
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "signal" => signal = Some(map.next_value::<Spanned<Scalar>>()?),
                         "deny" => deny = Some(map.next_value::<Spanned<Scalar>>()?),
                         "thread" => thread = map.next_value::<bool>()?,
+                        "to" => to = Some(map.next_value::<Spanned<RawTo>>()?),
+                        "value" => value = Some(map.next_value::<Spanned<Scalar>>()?),
+                        "pause" => pause = Some(map.next_value::<Spanned<Scalar>>()?),
                         other => {
                             return Err(de::Error::custom(format!(
-                                "unknown key `{other}` in action: expected signal, deny, thread"
+                                "unknown key `{other}` in action: expected signal, deny, thread, to, value, pause"
                             )));
                         }
+                    }
+                }
+                if deny.is_some() && (to.is_some() || value.is_some() || pause.is_some()) {
+                    return Err(de::Error::custom(
+                        "a deny signals the caller only: `to`, `value` and `pause` go with `signal:`",
+                    ));
+                }
+                // `{pause: 10s}` alone: SIGSTOP now, SIGCONT later.
+                if signal.is_none() && deny.is_none() {
+                    if let Some(p) = &pause {
+                        signal = Some(Spanned::new(
+                            Scalar::Str("SIGSTOP".into()),
+                            p.referenced,
+                            p.defined,
+                        ));
                     }
                 }
                 match (deny, signal) {
@@ -432,9 +537,15 @@ impl<'de> Deserialize<'de> for RawAction {
                         signal,
                         thread,
                     }),
-                    (None, Some(signal)) => Ok(RawAction::Signal { signal, thread }),
+                    (None, Some(signal)) => Ok(RawAction::Signal {
+                        signal,
+                        thread,
+                        to,
+                        value,
+                        pause,
+                    }),
                     (None, None) => Err(de::Error::custom(
-                        "an action map needs `signal:` or `deny:` (e.g. {signal: SIGSTOP}, {deny: EPERM})",
+                        "an action map needs `signal:`, `deny:` or `pause:` (e.g. {signal: SIGSTOP}, {deny: EPERM}, {pause: 10s})",
                     )),
                 }
             }

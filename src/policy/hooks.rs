@@ -155,7 +155,7 @@ const MODULE_FALLBACK: &[Fallback] = &[f("init_module", &[]), f("finit_module", 
 
 /// Whether a table entry is a hook rather than a syscall.
 pub fn is_hook(nr: i32) -> bool {
-    nr >= crate::kernel::types::reflex_limit::REFLEX_FIRST_HOOK.0 as i32
+    Hook::from_nr(nr).is_some()
 }
 
 #[cfg(test)]

@@ -209,10 +209,143 @@ pub struct Rule {
     pub file: Option<Set<FileId>>,
     /// Hook rules: what to do at syscall entry where BPF-LSM is refused.
     pub fallback: Option<Action>,
+    /// Sampling rules: the perf event that triggers them.
+    pub sample: Option<Sample>,
+    /// Exit rules: they answer at the syscall's exit, on these conditions.
+    pub exit: Option<Exit>,
+    /// Act only past a number of matching calls in a window.
+    pub rate: Option<Rate>,
+    /// Signal rules: whom the signal goes to, and the value it carries.
+    pub to: To,
+    pub value: SigValue,
+    /// `{pause: …}`: the SIGSTOP is followed by a SIGCONT after this long.
+    pub pause_ns: Option<u64>,
     pub args: Vec<ArgMatch>,
     pub selectors: Selectors,
     pub action: Action,
     pub mode: Mode,
+}
+
+impl Rule {
+    /// What the rule does, in words: the action, whom it reaches and when.
+    pub fn describe(&self) -> String {
+        let mut text = match (self.action, self.to) {
+            (Action::Signal { signal, .. }, To::Parent) => format!("{signal} to the parent"),
+            (Action::Signal { signal, .. }, To::Pid(pid)) => format!("{signal} to pid {pid}"),
+            (action, _) => action.describe(),
+        };
+        if self.to != To::Caller {
+            match self.value {
+                SigValue::CallerPid => text.push_str(" (value: the caller's pid)"),
+                SigValue::Number(0) => {}
+                SigValue::Number(n) => text.push_str(&format!(" (value: {n})")),
+            }
+        }
+        if let Some(ns) = self.pause_ns {
+            text.push_str(&format!(", SIGCONT {} later", show_ns(ns)));
+        }
+        if let Some(r) = self.rate {
+            text.push_str(&format!(
+                ", past {} calls in {} per {}",
+                r.over,
+                show_ns(r.window_ns),
+                r.by.name()
+            ));
+        }
+        text
+    }
+}
+
+/// A duration as policies write it: `1s`, `200ms`, `1500us`.
+pub fn show_ns(ns: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1_000_000_000, "s"),
+        (1_000_000, "ms"),
+        (1_000, "us"),
+        (1, "ns"),
+    ];
+    let (unit, name) = UNITS
+        .into_iter()
+        .find(|(u, _)| ns % u == 0 && ns >= *u)
+        .unwrap_or((1, "ns"));
+    format!("{}{name}", ns / unit)
+}
+
+impl RateBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            RateBy::Process => "process",
+            RateBy::Parent => "parent",
+            RateBy::Session => "session",
+            RateBy::Cgroup => "cgroup",
+        }
+    }
+}
+
+/// A sampling trigger: a perf event, `frequency` times a second on every CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub frequency: u64,
+    pub event: SampleEvent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleEvent {
+    /// Software `cpu-clock`: everywhere.
+    CpuClock,
+    /// Hardware `cycles`: where the machine exposes counters.
+    Cycles,
+}
+
+/// Conditions at a syscall's exit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// The call took at least this long.
+    pub slower_than_ns: Option<u64>,
+    /// The call returned one of these (or none of them).
+    pub returns: Option<Set<u64>>,
+}
+
+/// Act only when more than `over` matching calls happen within `window_ns`
+/// in one group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub over: u32,
+    pub window_ns: u64,
+    pub by: RateBy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateBy {
+    Process,
+    Parent,
+    Session,
+    Cgroup,
+}
+
+/// Whom a rule's signal goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum To {
+    #[default]
+    Caller,
+    /// The caller's parent (real_parent).
+    Parent,
+    /// A process named when the policy loads.
+    Pid(u32),
+}
+
+/// The si_value a signal to another task carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigValue {
+    Number(u64),
+    /// The pid of the process that triggered the rule.
+    CallerPid,
+}
+
+impl Default for SigValue {
+    fn default() -> Self {
+        SigValue::Number(0)
+    }
 }
 
 /// Processes no rule may signal, besides pid 1 and reflex itself.

@@ -254,6 +254,24 @@ pub fn program(kind: ProgramKind) -> Answer {
     }
 }
 
+/// Whether the kernel has a kfunc (its BTF names the function).
+pub fn kfunc(name: &str) -> bool {
+    libbpf_rs::btf::Btf::from_vmlinux().ok().is_some_and(|btf| {
+        btf.type_by_name::<libbpf_rs::btf::types::Func<'_>>(name)
+            .is_some()
+    })
+}
+
+/// Whether rules may signal other tasks: bpf_task_from_pid and
+/// bpf_send_signal_task (6.13+).
+pub fn signal_task() -> Answer {
+    if kfunc("bpf_send_signal_task") && kfunc("bpf_task_from_pid") {
+        Answer::Yes
+    } else {
+        Answer::No("the kernel has no bpf_send_signal_task kfunc (Linux 6.13+)".into())
+    }
+}
+
 /// Whether BPF-LSM programs can enforce here: `bpf` in the active LSM list
 /// and a tiny LSM program that loads and attaches.
 pub fn lsm() -> Answer {

@@ -12,8 +12,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::kernel::types::{reflex_check_op as Op, reflex_dim as D, reflex_limit as L};
-use crate::policy::hooks::{Hook, is_hook};
+use crate::kernel::types::{self, reflex_check_op as Op, reflex_dim as D, reflex_limit as L};
+use crate::policy::hooks::Hook;
 use crate::policy::{
     self, Action, ArgCond, Bits, Diagnostic, Diagnostics, Location, Mode, Policy, Set, Target,
 };
@@ -26,6 +26,8 @@ const fn limit(l: L) -> usize {
 /// Table entries: syscall numbers below FIRST_HOOK, then security hooks.
 pub const MAX_SYSCALL_NR: i32 = L::REFLEX_MAX_SYSCALLS.0 as i32;
 pub const FIRST_HOOK: i32 = L::REFLEX_FIRST_HOOK.0 as i32;
+/// Exit entries: EXIT_BASE + syscall number.
+pub const EXIT_BASE: i32 = L::REFLEX_EXIT_BASE.0 as i32;
 /// Rules in a policy.
 pub const MAX_RULES: usize = limit(L::REFLEX_MAX_RULES);
 /// Rules on one syscall.
@@ -101,6 +103,10 @@ pub struct CompiledRule {
     pub verdict: Verdict,
     pub monitor: bool,
     pub checks: Vec<Check>,
+    pub rate: Option<policy::Rate>,
+    pub to: policy::To,
+    pub value: policy::SigValue,
+    pub pause_ns: u64,
 }
 
 /// The rules of one syscall.
@@ -115,6 +121,8 @@ pub struct SyscallTable {
     pub negated: [u64; DIMS],
     /// Dimensions some rule on this syscall constrains.
     pub dims: u32,
+    /// Exit rules watch this syscall: each entry's time is recorded.
+    pub timed: bool,
     pub cgroup_levels: u32,
 }
 
@@ -164,14 +172,53 @@ pub struct RuleSet {
     pub syscalls: BTreeMap<i32, SyscallTable>,
     pub matches: BTreeMap<MatchKey, MatchValue>,
     pub protect: Protection,
+    /// The perf event of sampling rules, if there are any.
+    pub sampling: Option<policy::Sample>,
+}
+
+/// What a rule-table entry is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    /// A syscall's entry, by number.
+    Entry(i32),
+    /// A security hook.
+    Hook(Hook),
+    /// The sampling perf event.
+    Sample,
+    /// A syscall's exit, by syscall number.
+    Exit(i32),
+}
+
+impl Point {
+    /// The point of table entry `nr`.
+    pub fn of(nr: i32) -> Point {
+        if nr >= EXIT_BASE {
+            Point::Exit(nr - EXIT_BASE)
+        } else if nr == types::reflex_hook::REFLEX_HOOK_SAMPLE.0 as i32 {
+            Point::Sample
+        } else if let Some(h) = Hook::from_nr(nr) {
+            Point::Hook(h)
+        } else {
+            Point::Entry(nr)
+        }
+    }
 }
 
 impl RuleSet {
-    /// The watched syscalls (not the hooks).
+    /// The syscalls watched at entry.
     pub fn syscall_names(&self) -> Vec<&'static str> {
+        self.names(|p| matches!(p, Point::Entry(_)))
+    }
+
+    /// The syscalls watched at exit.
+    pub fn exit_names(&self) -> Vec<&'static str> {
+        self.names(|p| matches!(p, Point::Exit(_)))
+    }
+
+    fn names(&self, want: impl Fn(Point) -> bool) -> Vec<&'static str> {
         self.syscalls
             .iter()
-            .filter(|(nr, _)| !is_hook(**nr))
+            .filter(|(nr, _)| want(Point::of(**nr)))
             .map(|(_, t)| t.name)
             .collect()
     }
@@ -180,8 +227,17 @@ impl RuleSet {
     pub fn hooks(&self) -> Vec<Hook> {
         self.syscalls
             .keys()
-            .filter_map(|&nr| Hook::from_nr(nr))
+            .filter_map(|&nr| match Point::of(nr) {
+                Point::Hook(h) => Some(h),
+                _ => None,
+            })
             .collect()
+    }
+
+    /// Some rule signals a task other than the caller (`to:`), which needs
+    /// the `bpf_task_from_pid` and `bpf_send_signal_task` kfuncs.
+    pub fn needs_kfuncs(&self) -> bool {
+        self.rules.iter().any(|r| r.to != policy::To::Caller)
     }
 }
 
@@ -324,16 +380,40 @@ pub fn compile(policy: &Policy, options: Options) -> Result<RuleSet, Diagnostics
             .map(|c| c.values.iter().fold(0u32, |acc, g| acc | (1 << g.level)))
             .unwrap_or(0);
 
-        for sc in &rule.syscalls {
-            let table = set.syscalls.entry(sc.nr).or_insert_with(|| SyscallTable {
-                name: sc.name,
-                slots: Vec::new(),
-                checked: 0,
-                free: [0; DIMS],
-                negated: [0; DIMS],
-                dims: 0,
-                cgroup_levels: 0,
-            });
+        // Exit rules sit on the syscalls' exit entries; their entries are timed.
+        if let Some(exit) = &rule.exit {
+            if let Some(values) = &exit.returns {
+                lookups.push((
+                    Dim::arg(0),
+                    values.negate,
+                    values.values.iter().map(|&v| [v, 0]).collect(),
+                ));
+            }
+            if let Some(ns) = exit.slower_than_ns {
+                checks.push(Check {
+                    op: Op::REFLEX_CHECK_RANGE,
+                    arg: 1,
+                    a: ns,
+                    b: u64::MAX,
+                });
+            }
+            for sc in &rule.syscalls {
+                table_for(&mut set.syscalls, sc.nr, sc.name).timed = true;
+            }
+        }
+        let points: Vec<policy::Syscall> = rule
+            .syscalls
+            .iter()
+            .map(|sc| match rule.exit {
+                Some(_) => policy::Syscall {
+                    name: sc.name,
+                    nr: EXIT_BASE + sc.nr,
+                },
+                None => *sc,
+            })
+            .collect();
+        for sc in &points {
+            let table = table_for(&mut set.syscalls, sc.nr, sc.name);
             let slot = table.slots.len();
             if slot == SLOTS {
                 diags.push(Diagnostic::error(
@@ -399,6 +479,10 @@ pub fn compile(policy: &Policy, options: Options) -> Result<RuleSet, Diagnostics
             verdict,
             monitor: options.monitor_all || rule.mode == Mode::Monitor,
             checks,
+            rate: rule.rate,
+            to: rule.to,
+            value: rule.value,
+            pause_ns: rule.pause_ns.unwrap_or(0),
         });
     }
     if set.matches.len() > MAX_MATCHES {
@@ -417,10 +501,29 @@ pub fn compile(policy: &Policy, options: Options) -> Result<RuleSet, Diagnostics
         ));
     }
     set.protect = protection(&policy.protect, &mut diags, policy);
+    set.sampling = policy.rules.iter().find_map(|r| r.sample);
     if diags.iter().any(Diagnostic::is_error) {
         return Err(Diagnostics(diags));
     }
     Ok(set)
+}
+
+/// The table of entry `nr`, made empty if new.
+fn table_for<'t>(
+    tables: &'t mut BTreeMap<i32, SyscallTable>,
+    nr: i32,
+    name: &'static str,
+) -> &'t mut SyscallTable {
+    tables.entry(nr).or_insert_with(|| SyscallTable {
+        name,
+        slots: Vec::new(),
+        checked: 0,
+        free: [0; DIMS],
+        negated: [0; DIMS],
+        dims: 0,
+        timed: false,
+        cgroup_levels: 0,
+    })
 }
 
 fn protection(p: &policy::Protect, diags: &mut Vec<Diagnostic>, policy: &Policy) -> Protection {

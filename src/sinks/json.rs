@@ -36,6 +36,21 @@ pub struct Record<'a> {
     /// `lsm/…` for events from a security hook.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hook: Option<&'static str>,
+    /// `exit` for exit rules (then `ret` and `duration_ns`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ret: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ns: Option<u64>,
+    /// Rate rules: matching calls counted in the window, and the window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_ns: Option<u64>,
+    /// The process signalled, when not the caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_pid: Option<u32>,
     pub args: [u64; 6],
     pub cgroup_id: u64,
     /// Absent for audit rules.
@@ -45,8 +60,8 @@ pub struct Record<'a> {
     pub signal_nr: Option<i32>,
     /// `process` or `thread`.
     pub target: &'static str,
-    /// `signalled`, `failed`, `would-signal`, `skipped`, `audited`, `denied`
-    /// or `would-deny`.
+    /// `signalled`, `failed`, `would-signal`, `skipped`, `audited`, `denied`,
+    /// `would-deny` or `resumed`.
     pub action: &'static str,
     /// errno name when the helper failed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -73,6 +88,12 @@ impl<'a> Record<'a> {
             comm: &e.comm,
             syscall: &e.syscall,
             hook: e.hook.map(|h| h.lsm()),
+            at: e.exit.map(|_| "exit"),
+            ret: e.exit.map(|x| x.ret),
+            duration_ns: e.exit.map(|x| x.duration_ns),
+            count: e.rate.map(|r| r.0),
+            window_ns: e.rate.map(|r| r.1),
+            to_pid: e.to_pid,
             args: e.args,
             cgroup_id: e.cgroup_id,
             signal: e.signal.map(|s| s.name()),

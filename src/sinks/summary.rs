@@ -27,6 +27,9 @@ impl fmt::Display for Summary {
             writeln!(f, "  denied         {}", k.denied)?;
             writeln!(f, "  would-deny     {}", k.would_deny)?;
         }
+        if k.paused > 0 {
+            writeln!(f, "  paused         {}", k.paused)?;
+        }
         writeln!(f, "  received       {}", self.received)?;
         write!(f, "  dropped        {}", k.dropped)?;
         if k.dropped > 0 {
@@ -62,6 +65,7 @@ mod tests {
                 audited: 0,
                 denied: 0,
                 would_deny: 0,
+                paused: 0,
                 dropped: 2,
             },
             received: 3,

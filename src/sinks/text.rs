@@ -51,15 +51,16 @@ fn line_at(hhmmss: &str, event: &Event) -> String {
     let success = match event.outcome {
         Outcome::Signalled => "true",
         Outcome::Failed(_) => "false",
-        Outcome::Denied(_) => "true",
+        Outcome::Denied(_) | Outcome::Resumed => "true",
         Outcome::WouldSignal | Outcome::Skipped(_) | Outcome::Audited | Outcome::WouldDeny(_) => {
             "-"
         }
     };
     let signal = event.signal.map(|s| s.name()).unwrap_or_default();
-    let aim = match event.target {
-        Target::Process => String::new(),
-        Target::Thread => format!(" to thread {}", event.tid),
+    let aim = match (event.to_pid, event.target) {
+        (Some(pid), _) => format!(" to pid {pid}"),
+        (None, Target::Process) => String::new(),
+        (None, Target::Thread) => format!(" to thread {}", event.tid),
     };
     let detail = match event.outcome {
         Outcome::Signalled => format!("{signal}{aim}"),
@@ -70,6 +71,7 @@ fn line_at(hhmmss: &str, event: &Event) -> String {
         Outcome::Denied(errno) if signal.is_empty() => format!("denied: {errno:?}"),
         Outcome::Denied(errno) => format!("denied: {errno:?}, and {signal}{aim}"),
         Outcome::WouldDeny(errno) => format!("would deny: {errno:?} (monitor)"),
+        Outcome::Resumed => "resumed: SIGCONT after the pause".to_string(),
     };
     format!(
         "{}  {:<7}  {:<15}  {:<7}  {} [{} via {}]",

@@ -42,6 +42,18 @@ enum reflex_check_op _reflex_check_op = 0;
 enum reflex_protect _reflex_protect = 0;
 enum reflex_limit _reflex_limit = 0;
 enum reflex_hook _reflex_hook = 0;
+enum reflex_rate_by _reflex_rate_by = 0;
+enum reflex_to _reflex_to = 0;
+enum reflex_value _reflex_value = 0;
+struct reflex_start _reflex_start = {};
+struct reflex_rate_key _reflex_rate_key = {};
+
+/* Signalling another task: kfuncs of 6.13+, used only by reflex_raw_k and
+ * resolved to nothing where the kernel lacks them. */
+extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym __weak;
+extern void bpf_task_release(struct task_struct *p) __ksym __weak;
+extern int bpf_send_signal_task(struct task_struct *task, int sig, enum pid_type type,
+				u64 value) __ksym __weak;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -108,6 +120,30 @@ struct {
 	__type(value, struct reflex_match);
 } matches SEC(".maps");
 
+/* Threads in a timed syscall: when it started. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, REFLEX_MAX_TIMED);
+	__type(key, __u32);
+	__type(value, struct reflex_start);
+} starts SEC(".maps");
+
+/* Rate conditions: calls per (rule, group) in the current window. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, REFLEX_MAX_RATES);
+	__type(key, struct reflex_rate_key);
+	__type(value, struct reflex_rate);
+} rates SEC(".maps");
+
+/* Paused processes: when user space is to send SIGCONT. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, REFLEX_MAX_PAUSED);
+	__type(key, __u32);
+	__type(value, struct reflex_pause);
+} paused SEC(".maps");
+
 /* Thread group ids no rule may signal (besides pid 1 and reflex), with why. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -154,7 +190,7 @@ static __always_inline struct reflex_syscall *watched(long nr, __u8 kind, __u32 
 	*set = st->active & 1;
 	idx = *set * REFLEX_MAX_SYSCALLS + (__u32)nr;
 	sc = bpf_map_lookup_elem(&syscalls, &idx);
-	if (!sc || sc->handler != kind || !sc->rules)
+	if (!sc || sc->handler != kind || !(sc->rules || sc->timed))
 		return NULL;
 	return sc;
 }
@@ -289,20 +325,96 @@ static __always_inline enum reflex_skip safety_check(struct task_struct *task, _
 	return REFLEX_SKIP_NONE;
 }
 
+/* The group a rate condition counts in. */
+static __always_inline __u64 rate_group(__u8 by, struct task_struct *task, __u32 tgid, __u32 ppid)
+{
+	switch (by) {
+	case REFLEX_RATE_PARENT:
+		return ppid;
+	case REFLEX_RATE_SESSION:
+		return BPF_CORE_READ(task, signal, pids[PIDTYPE_SID], numbers[0].nr);
+	case REFLEX_RATE_CGROUP:
+		return bpf_get_current_cgroup_id();
+	default:
+		return tgid;
+	}
+}
+
+/* Counts this call against the rule's rate; the count so far in the window
+ * (the rule acts only past `rate_over`). */
+static __always_inline __u64 rate_count(const struct reflex_rule *rule, __u32 set,
+					struct task_struct *task, __u32 tgid, __u32 ppid)
+{
+	struct reflex_rate_key key = {
+		.rule = rule->id,
+		.set = set,
+		.by = rule->rate_by,
+		.group = rate_group(rule->rate_by, task, tgid, ppid),
+	};
+	__u64 now = bpf_ktime_get_ns();
+	struct reflex_rate *r = bpf_map_lookup_elem(&rates, &key);
+
+	if (!r) {
+		struct reflex_rate first = {.start = now, .count = 1};
+
+		bpf_map_update_elem(&rates, &key, &first, BPF_ANY);
+		return 1;
+	}
+	if (now - r->start >= rule->rate_window_ns) {
+		r->start = now;
+		r->count = 1;
+		return 1;
+	}
+	return __sync_add_and_fetch(&r->count, 1);
+}
+
+/* Sends the rule's signal to another task (its parent, or a pid), with a
+ * value: bpf_send_signal_task, where the kernel has it. */
+static __always_inline long signal_other(const struct reflex_rule *rule, __u32 target, __u32 tgid)
+{
+	struct task_struct *t;
+	long ret;
+
+	if (!bpf_ksym_exists(bpf_send_signal_task) || !bpf_ksym_exists(bpf_task_from_pid))
+		return -95; /* EOPNOTSUPP */
+	t = bpf_task_from_pid(target);
+	if (!t)
+		return -3; /* ESRCH */
+	ret = bpf_send_signal_task(t, rule->signal, PIDTYPE_TGID,
+				   rule->value_kind == REFLEX_VALUE_CALLER_PID ? tgid
+									       : rule->value);
+	bpf_task_release(t);
+	return ret;
+}
+
 /*
  * Carries out `rule` for the current task and reports it. Returns what a
- * security hook must return: -errno to refuse, 0 to allow.
+ * security hook must return: -errno to refuse, 0 to allow. `kfuncs`: the
+ * calling program may use bpf_send_signal_task (a constant: the code is
+ * left out of the others).
  */
 static __always_inline int act(const struct reflex_rule *rule, __u32 set, long nr,
 			       const __u64 *args, struct task_struct *task, __u64 pid_tgid,
-			       __u32 ppid)
+			       __u32 ppid, bool kfuncs)
 {
 	__u32 tgid = pid_tgid >> 32;
 	enum reflex_skip skip = REFLEX_SKIP_NONE;
 	enum reflex_action action;
 	bool deny = rule->verdict == REFLEX_VERDICT_DENY;
+	__u32 to_pid = 0;
+	__u64 rated = 0;
 	int verdict = 0;
 	long ret = 0;
+
+	if (rule->rate_window_ns) {
+		rated = rate_count(rule, set, task, tgid, ppid);
+		if (rated <= rule->rate_over)
+			return 0; /* under the rate: not an event */
+	}
+	if (rule->to == REFLEX_TO_PARENT)
+		to_pid = ppid;
+	else if (rule->to == REFLEX_TO_PID)
+		to_pid = rule->to_pid;
 
 	count(REFLEX_STAT_MATCHED);
 	if (rule->verdict == REFLEX_VERDICT_AUDIT) {
@@ -317,11 +429,30 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 		count(deny ? REFLEX_STAT_WOULD_DENY : REFLEX_STAT_WOULD_SIGNAL);
 	} else {
 		if (rule->signal) {
-			if (rule->target == REFLEX_TARGET_THREAD)
+			if (to_pid) {
+				if (kfuncs)
+					ret = signal_other(rule, to_pid, tgid);
+				else
+					ret = -95; /* EOPNOTSUPP: not from this program */
+			} else if (rule->target == REFLEX_TARGET_THREAD) {
 				ret = bpf_send_signal_thread(rule->signal);
-			else
+			} else {
 				ret = bpf_send_signal(rule->signal);
+			}
 			count(ret ? REFLEX_STAT_FAILED : REFLEX_STAT_SIGNALLED);
+			if (!ret && rule->pause_ns) {
+				/* User space sends the SIGCONT; the map, not the event,
+				 * is what it works from, so a dropped event loses no
+				 * resume. */
+				struct reflex_pause p = {
+					.resume_at = bpf_ktime_get_boot_ns() + rule->pause_ns,
+					.rule = rule->id,
+					.set = set,
+				};
+
+				bpf_map_update_elem(&paused, &tgid, &p, BPF_ANY);
+				count(REFLEX_STAT_PAUSED);
+			}
 		}
 		if (deny) {
 			verdict = -rule->error;
@@ -352,7 +483,9 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 	e->signal = rule->signal;
 	e->result = ret;
 	e->error = deny ? rule->error : 0;
-	e->_pad2 = 0;
+	e->to_pid = to_pid;
+	e->count = rated;
+	e->window_ns = rule->rate_window_ns;
 	e->rule = rule->id;
 	e->set = set;
 	e->action = action;
@@ -371,7 +504,7 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
  * what a security hook must return.
  */
 static __always_inline int evaluate(const struct reflex_syscall *sc, __u32 set, long nr,
-				    const __u64 *args, const __u64 *file)
+				    const __u64 *args, const __u64 *file, bool kfuncs)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -451,10 +584,53 @@ static __always_inline int evaluate(const struct reflex_syscall *sc, __u32 set, 
 	if (!winner)
 		return 0;
 	return act(winner, set, nr, args, task, pid_tgid,
-		   ppid ?: BPF_CORE_READ(task, real_parent, tgid));
+		   ppid ?: BPF_CORE_READ(task, real_parent, tgid), kfuncs);
 }
 
 static const __u64 no_file[2] = {};
+
+/* Exit rules on this syscall: remember when this thread entered it. */
+static __always_inline void time_entry(const struct reflex_syscall *sc, long nr, __u32 set)
+{
+	if (sc->timed) {
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+		struct reflex_start start = {.ns = bpf_ktime_get_ns(), .nr = nr, .set = set};
+
+		bpf_map_update_elem(&starts, &tid, &start, BPF_ANY);
+	}
+}
+
+/* At a timed syscall's exit: the exit rules, with the return value as
+ * argument 0 and the time since entry (ns) as argument 1. */
+static __always_inline int on_exit(long nr, long retval, __u8 kind)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), idx;
+	struct reflex_start *start = bpf_map_lookup_elem(&starts, &tid);
+	const struct reflex_syscall *sc;
+	__u64 args[6] = {}, took;
+	__u32 set;
+
+	if (!start)
+		return 0;
+	if (nr < 0)
+		nr = start->nr; /* the raw hook does not know it */
+	if (start->nr != nr || nr >= REFLEX_EXIT_BASE) {
+		bpf_map_delete_elem(&starts, &tid);
+		return 0;
+	}
+	took = bpf_ktime_get_ns() - start->ns;
+	/* The set the call entered with answers it, as for entry rules. */
+	set = start->set & 1;
+	bpf_map_delete_elem(&starts, &tid);
+	idx = set * REFLEX_MAX_SYSCALLS + REFLEX_EXIT_BASE + (__u32)nr;
+	sc = bpf_map_lookup_elem(&syscalls, &idx);
+	if (!sc || sc->handler != kind || !sc->rules)
+		return 0;
+	args[0] = retval;
+	args[1] = took;
+	evaluate(sc, set, REFLEX_EXIT_BASE + nr, args, no_file, false);
+	return 0;
+}
 
 /*
  * Programs attached to each watched syscall's own tracepoint. A syscall
@@ -471,7 +647,12 @@ static __always_inline int on_tracepoint(struct syscall_trace_enter *ctx, int na
 	__u32 zero = 0, set;
 	struct reflex_call *call;
 
-	if (!watched(nr, REFLEX_HANDLER_TRACEPOINT, &set))
+	const struct reflex_syscall *sc = watched(nr, REFLEX_HANDLER_TRACEPOINT, &set);
+
+	if (!sc)
+		return 0;
+	time_entry(sc, nr, set);
+	if (!sc->rules)
 		return 0;
 	call = bpf_map_lookup_elem(&calls, &zero);
 	if (!call)
@@ -523,20 +704,22 @@ int reflex_tp_eval(void *ctx)
 		return 0;
 	for (int i = 0; i < 6; i++)
 		args[i] = call->args[i];
-	evaluate(sc, set, call->nr, args, no_file);
+	evaluate(sc, set, call->nr, args, no_file, false);
 	return 0;
 }
 
 /* One program on the raw sys_enter tracepoint: sees every syscall, so the
  * first thing it does is drop the unwatched ones. */
-SEC("tp_btf/sys_enter")
-int BPF_PROG(reflex_raw, struct pt_regs *regs, long nr)
+static __always_inline int on_raw(struct pt_regs *regs, long nr, bool kfuncs)
 {
 	__u64 args[6];
 	__u32 set;
 	const struct reflex_syscall *sc = watched(nr, REFLEX_HANDLER_RAW, &set);
 
 	if (!sc)
+		return 0;
+	time_entry(sc, nr, set);
+	if (!sc->rules)
 		return 0;
 	/* `regs` is a BTF pointer: plain loads, no helper calls. */
 	args[0] = PT_REGS_PARM1_SYSCALL(regs);
@@ -550,7 +733,52 @@ int BPF_PROG(reflex_raw, struct pt_regs *regs, long nr)
 	for (int i = 0; i < 6; i++)
 		if (i >= sc->nargs)
 			args[i] = 0;
-	evaluate(sc, set, nr, args, no_file);
+	evaluate(sc, set, nr, args, no_file, kfuncs);
+	return 0;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(reflex_raw, struct pt_regs *regs, long nr)
+{
+	return on_raw(regs, nr, false);
+}
+
+/* The same, able to signal other tasks (rules with `to:`; 6.13+). */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(reflex_raw_k, struct pt_regs *regs, long nr)
+{
+	return on_raw(regs, nr, true);
+}
+
+/* Syscall exits, for exit rules (slow calls, return values). */
+SEC("tp")
+int reflex_tp_exit(struct syscall_trace_exit *ctx)
+{
+	return on_exit(ctx->nr, ctx->ret, REFLEX_HANDLER_TRACEPOINT);
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(reflex_raw_exit, struct pt_regs *regs, long ret)
+{
+	return on_exit(-1, ret, REFLEX_HANDLER_RAW);
+}
+
+/* CPU sampling: a software perf event on every CPU; the selected task that
+ * is on the CPU gets the rule's signal (typically to its thread). */
+SEC("perf_event")
+int reflex_sample(struct bpf_perf_event_data *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 args[6] = {};
+	__u32 set;
+	const struct reflex_syscall *sc = watched(REFLEX_HOOK_SAMPLE, REFLEX_HANDLER_PERF, &set);
+
+	if (!sc || !sc->rules)
+		return 0;
+	/* The idle task and kernel threads are never sampled: no event. */
+	if (!(bpf_get_current_pid_tgid() >> 32) || (BPF_CORE_READ(task, flags) & PF_KTHREAD))
+		return 0;
+	evaluate(sc, set, REFLEX_HOOK_SAMPLE, args, no_file, false);
 	return 0;
 }
 
@@ -570,7 +798,7 @@ static __always_inline int on_hook(long hook, __u64 a0, __u64 a1, struct file *f
 		return 0;
 	if (file)
 		file_key(file, f);
-	return evaluate(sc, set, hook, args, f);
+	return evaluate(sc, set, hook, args, f, false);
 }
 
 SEC("?lsm/ptrace_access_check")

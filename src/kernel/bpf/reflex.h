@@ -20,10 +20,12 @@
 enum reflex_limit {
 	REFLEX_COMM_LEN = 16,
 	REFLEX_SETS = 2,
-	/* Table entries: syscall numbers below REFLEX_FIRST_HOOK, then the
-	 * security hooks (enum reflex_hook). */
-	REFLEX_MAX_SYSCALLS = 512,
+	/* Table entries: syscall entries below REFLEX_FIRST_HOOK, then the
+	 * security hooks and the sampler (enum reflex_hook), then from
+	 * REFLEX_EXIT_BASE the syscall exits (REFLEX_EXIT_BASE + number). */
+	REFLEX_MAX_SYSCALLS = 1024,
 	REFLEX_FIRST_HOOK = 480,
+	REFLEX_EXIT_BASE = 512,
 	/* Rules in one rule set. */
 	REFLEX_MAX_RULES = 1024,
 	/* Rules on one syscall: the bits of a 64-bit mask. */
@@ -40,6 +42,12 @@ enum reflex_limit {
 	REFLEX_MAX_PROTECT_OBJECTS = 1024,
 	/* Cgroup ancestor levels a cgroup selector may name (depth below the root). */
 	REFLEX_CGROUP_LEVELS = 16,
+	/* Threads whose timed syscall is in flight. */
+	REFLEX_MAX_TIMED = 65536,
+	/* (rule, group) rate counters. */
+	REFLEX_MAX_RATES = 16384,
+	/* Processes paused, awaiting their SIGCONT. */
+	REFLEX_MAX_PAUSED = 4096,
 };
 
 /*
@@ -52,7 +60,8 @@ enum reflex_hook {
 	REFLEX_HOOK_OPEN = 482,	  /* file_open: the file, arg1 f_flags */
 	REFLEX_HOOK_KILL = 483,	  /* task_kill: arg0 target tgid, arg1 signal */
 	REFLEX_HOOK_MODULE = 484, /* kernel_read_file, kernel_load_data: a module */
-	REFLEX_HOOK_END = 485,
+	REFLEX_HOOK_SAMPLE = 485, /* perf_event cpu-clock sampling: no arguments */
+	REFLEX_HOOK_END = 486,
 };
 
 /* What the kernel program did about a matched call. */
@@ -94,6 +103,7 @@ enum reflex_handler {
 	REFLEX_HANDLER_TRACEPOINT = 1, /* tp/syscalls/sys_enter_<name>, one link per syscall */
 	REFLEX_HANDLER_RAW = 2,	       /* tp_btf/sys_enter, one link for all syscalls */
 	REFLEX_HANDLER_LSM = 3,	       /* a BPF-LSM program on the hook */
+	REFLEX_HANDLER_PERF = 4,       /* the sampler */
 };
 
 /* Selector dimensions: what a rule can constrain with a value lookup. */
@@ -127,7 +137,8 @@ struct reflex_syscall {
 	__u32 cgroup_levels;	       /* bit l: some cgroup selector names a cgroup at depth l */
 	__u8 handler;		       /* enum reflex_handler */
 	__u8 nargs; /* arguments the syscall takes; the raw hook zeroes the rest */
-	__u8 _pad[6];
+	__u8 timed; /* exit rules on this syscall: record each entry's time */
+	__u8 _pad[5];
 };
 
 /* Key of the selector map: does `value` of `dim` satisfy rules on `nr`? */
@@ -172,8 +183,39 @@ struct reflex_rule {
 	__u8 target;  /* enum reflex_target */
 	__u8 monitor; /* report what would be done, do nothing */
 	__u8 nchecks;
-	__s32 error; /* deny: the errno returned */
+	__s32 error;	      /* deny: the errno returned */
+	__u64 rate_window_ns; /* 0: no rate condition */
+	__u32 rate_over;      /* act on calls past this many in a window */
+	__u8 rate_by;	      /* enum reflex_rate_by */
+	__u8 to;	      /* enum reflex_to */
+	__u8 value_kind;      /* enum reflex_value */
+	__u8 _pad;
+	__u32 to_pid; /* REFLEX_TO_PID */
+	__u32 _pad2;
+	__u64 value;	/* si_value, REFLEX_VALUE_NUMBER */
+	__u64 pause_ns; /* SIGSTOP now; user space sends SIGCONT after this long */
 	struct reflex_check checks[REFLEX_MAX_CHECKS];
+};
+
+/* Rate conditions: what counts as one group. */
+enum reflex_rate_by {
+	REFLEX_RATE_PROCESS = 0,
+	REFLEX_RATE_PARENT = 1,
+	REFLEX_RATE_SESSION = 2,
+	REFLEX_RATE_CGROUP = 3,
+};
+
+/* Whom a rule's signal goes to. */
+enum reflex_to {
+	REFLEX_TO_CALLER = 0,
+	REFLEX_TO_PARENT = 1, /* bpf_send_signal_task (6.13+) */
+	REFLEX_TO_PID = 2,    /* bpf_send_signal_task (6.13+) */
+};
+
+/* The si_value sent with a signal to another task. */
+enum reflex_value {
+	REFLEX_VALUE_NUMBER = 0,
+	REFLEX_VALUE_CALLER_PID = 1,
 };
 
 /* Global run-time state, one entry. */
@@ -187,6 +229,34 @@ enum reflex_protect {
 	REFLEX_PROTECT_PID = 1,	   /* listed by pid */
 	REFLEX_PROTECT_EXE = 2,	   /* runs a protected executable */
 	REFLEX_PROTECT_CGROUP = 4, /* lives in a protected cgroup */
+};
+
+/* A thread's timed syscall, from entry to exit. */
+struct reflex_start {
+	__u64 ns; /* bpf_ktime_get_ns() at entry */
+	__s64 nr;
+	__u32 set;
+	__u32 _pad;
+};
+
+/* A paused process: when user space sends its SIGCONT, and why it stopped. */
+struct reflex_pause {
+	__u64 resume_at; /* bpf_ktime_get_boot_ns() */
+	__u32 rule;
+	__u32 set;
+};
+
+struct reflex_rate_key {
+	__u32 rule;
+	__u8 set;
+	__u8 by;
+	__u16 _pad;
+	__u64 group;
+};
+
+struct reflex_rate {
+	__u64 start; /* window start, bpf_ktime_get_ns() */
+	__u64 count;
 };
 
 /* An executable, as the kernel sees it. */
@@ -208,10 +278,12 @@ struct reflex_event {
 	__u32 gid;
 	__s32 syscall_nr; /* or enum reflex_hook */
 	__s32 signal;
-	__s32 result; /* 0, or -errno from the helper */
-	__s32 error;  /* deny: the errno returned to the caller */
-	__u32 _pad2;
-	__u32 rule; /* index in rule set `set` */
+	__s32 result;	 /* 0, or -errno from the helper */
+	__s32 error;	 /* deny: the errno returned to the caller */
+	__u32 to_pid;	 /* the process signalled, when not the caller */
+	__u64 count;	 /* rate rules: matching calls in the window */
+	__u64 window_ns; /* rate rules: the window */
+	__u32 rule;	 /* index in rule set `set` */
 	__u8 set;
 	__u8 action; /* enum reflex_action */
 	__u8 skip;   /* enum reflex_skip */
@@ -229,6 +301,7 @@ enum reflex_stat {
 	REFLEX_STAT_AUDITED,
 	REFLEX_STAT_DENIED,
 	REFLEX_STAT_WOULD_DENY,
+	REFLEX_STAT_PAUSED,
 	REFLEX_STAT_DROPPED, /* ring buffer reservation failed */
 	REFLEX_STAT_MAX,
 };
