@@ -125,6 +125,12 @@ impl Launched {
         Launched::spawn(&["--cgroup", dir.to_str().unwrap()], cmd)
     }
 
+    /// A stop of the command is waited out, not reported (pause tests).
+    #[track_caller]
+    pub fn through_stops(cmd: &[&str]) -> Launched {
+        Launched::spawn(&["--through-stops"], cmd)
+    }
+
     #[track_caller]
     fn spawn(opts: &[&str], cmd: &[&str]) -> Launched {
         let mut launcher = Command::new(helper("launcher.py"))
@@ -243,6 +249,22 @@ impl Reflex {
             args.contains(&"--ppid"),
             "tests must scope every rule to their own processes with --ppid"
         );
+        Reflex::spawn(args, env)
+    }
+
+    /// For processes that fork beyond one parent (a fork bomb): the policy
+    /// must select the cgroup the test made, passed through `env`.
+    #[track_caller]
+    pub fn start_scoped_by_cgroup(args: &[&str], env: &[(&str, &str)], cgroup: &str) -> Reflex {
+        assert!(
+            cgroup.starts_with("/reflex-test-") && env.iter().any(|(_, v)| *v == cgroup),
+            "scope the rule to the test's own cgroup"
+        );
+        Reflex::spawn(args, env)
+    }
+
+    #[track_caller]
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Reflex {
         let mut child = Command::new(REFLEX)
             .arg("run")
             .args(args)

@@ -17,6 +17,12 @@ usage: caller.py MODE ...
   paced N SECONDS NR [ARG...]
                     make it N times, spread evenly over about SECONDS
   readmem PID       read a byte of /proc/PID/mem, print {"errno": E}
+  slowread MS       read from a pipe that gets data after MS ms (SIGQUIT
+                    caught), print {"caught": [...], "took_ms": T}
+  openfile PATH     open PATH for reading, print {"errno": E}
+  spin SECONDS      busy loop, counting SIGPROF, print {"signals": N, "seconds": S}
+  parentcatch NR    fork a child that makes syscall NR; wait for SIGUSR1 and
+                    print {"signo": S, "code": C, "value": V, "child": PID}
   init_module       init_module() of 100 zero bytes (never a valid module),
                     print {"ret": R, "errno": E}
 
@@ -137,6 +143,78 @@ def readmem_mode():
     print(json.dumps({"errno": err}), flush=True)
 
 
+def slowread_mode():
+    caught = []
+    signal.signal(signal.SIGQUIT, lambda signum, frame: caught.append(signum))
+    ms = int(sys.argv[2])
+    r, w = os.pipe()
+
+    def later():
+        time.sleep(ms / 1000)
+        os.write(w, b"x")
+
+    threading.Thread(target=later, daemon=True).start()
+    start = time.monotonic()
+    os.read(r, 1)
+    took = (time.monotonic() - start) * 1000
+    deadline = time.monotonic() + 2
+    while not caught and ms > 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print(json.dumps({"caught": caught, "took_ms": took}), flush=True)
+
+
+def openfile_mode():
+    try:
+        open(sys.argv[2], "rb").close()
+        err = 0
+    except OSError as e:
+        err = e.errno
+    print(json.dumps({"errno": err}), flush=True)
+
+
+def set_comm(name):
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_NAME = 15
+    if libc.prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NAME)")
+
+
+def spin_mode():
+    count = [0]
+    signal.signal(signal.SIGPROF, lambda signum, frame: count.__setitem__(0, count[0] + 1))
+    # Sampling rules select this name: none fires before the handler is set.
+    set_comm(b"reflex-spinner")
+    seconds = float(sys.argv[2])
+    end = time.monotonic() + seconds
+    x = 0
+    while time.monotonic() < end:
+        x += 1
+    # Leave the selection before Python's shutdown resets SIGPROF's handler.
+    set_comm(b"python3")
+    print(json.dumps({"signals": count[0], "seconds": seconds}), flush=True)
+
+
+class SigInfo(ctypes.Structure):
+    _fields_ = [("signo", ctypes.c_int), ("errno", ctypes.c_int), ("code", ctypes.c_int),
+                ("pad", ctypes.c_int), ("pid", ctypes.c_int), ("uid", ctypes.c_uint),
+                ("value", ctypes.c_uint64), ("rest", ctypes.c_byte * 96)]
+
+
+def parentcatch_mode():
+    nr = int(sys.argv[2])
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    child = os.fork()
+    if child == 0:
+        syscall(nr)
+        os._exit(0)
+    mask = ctypes.c_uint64(1 << (signal.SIGUSR1 - 1))
+    info = SigInfo()
+    ts = (ctypes.c_long * 2)(5, 0)
+    got = libc.sigtimedwait(ctypes.byref(mask), ctypes.byref(info), ts)
+    os.waitpid(child, 0)
+    print(json.dumps({"signo": got, "code": info.code, "value": info.value, "child": child}), flush=True)
+
+
 def init_module_mode():
     image = ctypes.create_string_buffer(100)
     ret, err = syscall(SYS_INIT_MODULE, ctypes.addressof(image), 100, ctypes.addressof(ctypes.create_string_buffer(b"")))
@@ -148,6 +226,10 @@ SYS_INIT_MODULE = {"x86_64": 175, "aarch64": 105}[os.uname().machine]
 
 if __name__ == "__main__":
     modes = {
+        "slowread": slowread_mode,
+        "openfile": openfile_mode,
+        "spin": spin_mode,
+        "parentcatch": parentcatch_mode,
         "readmem": readmem_mode,
         "init_module": init_module_mode,
         "handler": handler_mode,

@@ -11,7 +11,9 @@ on the machine can match. The launcher:
 3. prints `launcher {"launcher": PID, "child": PID}` on stdout;
 4. waits for a line on stdin, then lets the child exec the command;
 5. waits for the child and prints `launcher {"exit": N}`, `launcher {"signal": N}`
-   or, if it stops, `launcher {"stopped": N}` (and kills it);
+   or, if it stops, `launcher {"stopped": N}` (and kills it) — unless
+   `--through-stops` is given: then a stop is waited out (a pause test's
+   process is stopped and continued by reflex);
 6. kills and reaps every descendant still there, and exits.
 
 The child's own stdout passes through, line by line, between those two lines.
@@ -65,10 +67,14 @@ def reap_all():
 def main():
     args = sys.argv[1:]
     cgroup = None
-    if args[:1] == ["--cgroup"]:
-        cgroup, args = args[1], args[2:]
+    through_stops = False
+    while args[:1] in (["--cgroup"], ["--through-stops"]):
+        if args[0] == "--cgroup":
+            cgroup, args = args[1], args[2:]
+        else:
+            through_stops, args = True, args[1:]
     if not args:
-        sys.exit("usage: launcher.py [--cgroup DIR] COMMAND [ARGS...]")
+        sys.exit("usage: launcher.py [--cgroup DIR] [--through-stops] COMMAND [ARGS...]")
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         sys.exit("prctl(PR_SET_CHILD_SUBREAPER) failed")
@@ -98,7 +104,7 @@ def main():
         sys.exit(1)
     os.write(gate_w, b"g")
     os.close(gate_w)
-    _, status = os.waitpid(child, os.WUNTRACED)
+    _, status = os.waitpid(child, 0 if through_stops else os.WUNTRACED)
     if os.WIFSTOPPED(status):
         say({"stopped": os.WSTOPSIG(status)})
         os.kill(child, signal.SIGKILL)
