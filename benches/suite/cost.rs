@@ -74,6 +74,11 @@ pub fn run(rounds: usize, calls: u64, dir: &Path, with_bpftrace: bool) -> Figure
         "audit.yaml",
         "rules:\n  - {name: audit-ptrace, syscall: ptrace, action: audit}\n",
     );
+    // Every ptrace call is timed from entry to exit; none matches (uid).
+    let slow = write(
+        "slow.yaml",
+        "rules:\n  - {name: slow-ptrace, syscall: ptrace, slower_than: 10s, match: {uid: 50000}, action: {signal: SIGQUIT, thread: true}}\n",
+    );
     let mut configs: Vec<(String, Tool)> = vec![
         ("no BPF program".into(), Tool::None),
         (
@@ -109,6 +114,10 @@ pub fn run(rounds: usize, calls: u64, dir: &Path, with_bpftrace: bool) -> Figure
         configs.push((
             format!("reflex {how}: 1 rule, matches (audit: an event per call)"),
             Tool::reflex(&[&audit, "--attach", how]),
+        ));
+        configs.push((
+            format!("reflex {how}: 1 exit rule (`slower_than`): each call timed, entry to exit"),
+            Tool::reflex(&[&slow, "--attach", how]),
         ));
     }
     // Each configuration is measured on, then at once off: the cost it adds
