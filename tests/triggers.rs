@@ -35,13 +35,19 @@ fn a_slow_read_gets_sigquit_and_the_event_holds_its_duration() {
     }
     let env = [("REFLEX_SLOW_COMM", "python3")];
     let policy = example("slow-syscall-dump.yaml");
-    for (ms, slow) in [(600u64, true), (0, false)] {
+    // Both exit hooks: per-syscall sys_exit tracepoints and tp_btf/sys_exit.
+    for (ms, slow, how) in [
+        (600u64, true, "tracepoint"),
+        (600, true, "raw"),
+        (0, false, "auto"),
+    ] {
         let target = launch(&caller_cmd(&["slowread", &ms.to_string()]));
         let ppid = target.ppid.to_string();
-        let reflex = Reflex::start_with_env(&[&policy, "--ppid", &ppid, "--json"], &env);
+        let reflex =
+            Reflex::start_with_env(&[&policy, "--ppid", &ppid, "--json", "--attach", how], &env);
         let (ended, printed) = target.go();
         let out = reflex.stop();
-        assert_eq!(ended, Ended::Exit(0), "{printed:?}");
+        assert_eq!(ended, Ended::Exit(0), "{how}: {printed:?}");
         let r = json(&printed[0]);
         let events: Vec<serde_json::Value> = out
             .json()
@@ -53,8 +59,8 @@ fn a_slow_read_gets_sigquit_and_the_event_holds_its_duration() {
             assert_eq!(r["caught"], serde_json::json!([]));
             continue;
         }
-        assert_eq!(r["caught"], serde_json::json!([SIGQUIT]), "{r}");
-        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(r["caught"], serde_json::json!([SIGQUIT]), "{how}: {r}");
+        assert_eq!(events.len(), 1, "{how}: {events:?}");
         let e = &events[0];
         assert_eq!(e["syscall"], "read");
         assert_eq!(e["at"], "exit");

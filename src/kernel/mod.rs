@@ -197,6 +197,7 @@ const TRACEPOINT_PROGRAMS: &[&str] = &[
     "reflex_tp5",
     "reflex_tp6",
     "reflex_tp_eval",
+    "reflex_tp_exit",
 ];
 const RAW_PROGRAMS: &[&str] = &["reflex_raw", "reflex_raw_exit"];
 const RAW_K_PROGRAMS: &[&str] = &["reflex_raw_k", "reflex_raw_exit"];
@@ -811,10 +812,14 @@ impl<'obj> Kernel<'obj> {
     pub fn hooks(&self) -> Vec<String> {
         let mut hooks: Vec<String> = self
             .tracepoints
-            .values()
-            .map(|(name, _)| {
+            .iter()
+            .map(|(&nr, (name, _))| {
+                let at = match Point::of(nr) {
+                    Point::Exit(_) => "exit",
+                    _ => "enter",
+                };
                 format!(
-                    "tp/syscalls/sys_enter_{}",
+                    "tp/syscalls/sys_{at}_{}",
                     crate::probe::tracepoint_name(name)
                 )
             })

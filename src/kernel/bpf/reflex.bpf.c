@@ -428,7 +428,26 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 		action = deny ? REFLEX_ACTION_WOULD_DENY : REFLEX_ACTION_WOULD_SIGNAL;
 		count(deny ? REFLEX_STAT_WOULD_DENY : REFLEX_STAT_WOULD_SIGNAL);
 	} else {
-		if (rule->signal) {
+		if (rule->signal && rule->pause_ns) {
+			/* The resume is recorded before the stop: a process is never
+			 * stopped without its SIGCONT due. User space works from the
+			 * map, not the event, so a dropped event loses no resume. */
+			struct reflex_pause p = {
+				.resume_at = bpf_ktime_get_boot_ns() + rule->pause_ns,
+				.rule = rule->id,
+				.set = set,
+			};
+
+			ret = bpf_map_update_elem(&paused, &tgid, &p, BPF_ANY);
+			if (!ret) {
+				ret = bpf_send_signal(rule->signal);
+				if (ret)
+					bpf_map_delete_elem(&paused, &tgid);
+				else
+					count(REFLEX_STAT_PAUSED);
+			}
+			count(ret ? REFLEX_STAT_FAILED : REFLEX_STAT_SIGNALLED);
+		} else if (rule->signal) {
 			if (to_pid) {
 				if (kfuncs)
 					ret = signal_other(rule, to_pid, tgid);
@@ -440,19 +459,6 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 				ret = bpf_send_signal(rule->signal);
 			}
 			count(ret ? REFLEX_STAT_FAILED : REFLEX_STAT_SIGNALLED);
-			if (!ret && rule->pause_ns) {
-				/* User space sends the SIGCONT; the map, not the event,
-				 * is what it works from, so a dropped event loses no
-				 * resume. */
-				struct reflex_pause p = {
-					.resume_at = bpf_ktime_get_boot_ns() + rule->pause_ns,
-					.rule = rule->id,
-					.set = set,
-				};
-
-				bpf_map_update_elem(&paused, &tgid, &p, BPF_ANY);
-				count(REFLEX_STAT_PAUSED);
-			}
 		}
 		if (deny) {
 			verdict = -rule->error;
