@@ -55,7 +55,8 @@ fn offer(set: &RuleSet, raw_refused: &Option<String>) -> Offer {
     let tracefs = probe::tracefs(false).map(|(p, _)| p).ok();
     let mut offer = Offer {
         raw_refused: raw_refused.clone(),
-        kfuncs: probe::signal_task() == probe::Answer::Yes,
+        // Parsing the kernel's BTF takes milliseconds: only when asked for.
+        kfuncs: set.needs_kfuncs() && probe::signal_task() == probe::Answer::Yes,
         ..Offer::default()
     };
     for name in set.syscall_names() {
@@ -181,7 +182,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
         attach::plan(&set, args.attach, &offer(&set, &raw_refused)).map_err(anyhow::Error::msg)?;
     let mut settings = args.settings();
     settings.load_btf_programs = raw_refused.is_none();
-    settings.kfuncs = probe::signal_task() == probe::Answer::Yes;
+    // The raw hook is loaded able to signal other tasks where it can be, so
+    // that a reload adding such rules needs no other program.
+    settings.kfuncs = plan.strategy == Strategy::Raw && probe::signal_task() == probe::Answer::Yes;
 
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));

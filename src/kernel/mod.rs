@@ -197,8 +197,9 @@ const TRACEPOINT_PROGRAMS: &[&str] = &[
     "reflex_tp5",
     "reflex_tp6",
     "reflex_tp_eval",
-    "reflex_tp_exit",
 ];
+/// Loaded on first use: its verification is as long as the evaluator's.
+const TP_EXIT_PROGRAMS: &[&str] = &["reflex_tp_exit"];
 const RAW_PROGRAMS: &[&str] = &["reflex_raw", "reflex_raw_exit"];
 const RAW_K_PROGRAMS: &[&str] = &["reflex_raw_k", "reflex_raw_exit"];
 const SAMPLE_PROGRAMS: &[&str] = &["reflex_sample"];
@@ -258,6 +259,8 @@ pub struct Kernel<'obj> {
     followers: Option<Extra>,
     lsm: BTreeMap<Hook, Extra>,
     sample_prog: Option<Extra>,
+    /// The tracepoint strategy's exit program.
+    tp_exit: Option<Extra>,
     /// The perf event the sampler is attached with, and its per-CPU links.
     sampler: Option<(Sample, Vec<Link>)>,
     /// Protected executables and cgroups in force, and those of the rules
@@ -292,6 +295,7 @@ impl<'obj> Kernel<'obj> {
             followers: None,
             lsm: BTreeMap::new(),
             sample_prog: None,
+            tp_exit: None,
             sampler: None,
             protected_objects: Default::default(),
             retired_objects: Default::default(),
@@ -303,8 +307,10 @@ impl<'obj> Kernel<'obj> {
     /// Loads `programs` in a second instance of the object that uses this
     /// one's maps.
     fn load_extra(&self, programs: &[&str]) -> Result<Extra, LoadError> {
-        let lsm = programs.iter().any(|p| p.starts_with("reflex_lsm_"));
-        if !lsm && !self.settings.load_btf_programs {
+        let btf = programs
+            .iter()
+            .any(|p| p.starts_with("reflex_raw") || FOLLOWER_PROGRAMS.contains(p));
+        if btf && !self.settings.load_btf_programs {
             return Err(LoadError::Unavailable(format!(
                 "{} cannot load here (tp_btf programs are refused), so the raw syscall hook \
                  and the following of protected executables and cgroups are unavailable",
@@ -522,7 +528,11 @@ impl<'obj> Kernel<'obj> {
                     let tp = crate::probe::tracepoint_name(table.name);
                     if let Point::Exit(_) = Point::of(nr) {
                         let name = format!("sys_exit_{tp}");
-                        let link = self
+                        if self.tp_exit.is_none() {
+                            self.tp_exit = Some(self.load_extra(TP_EXIT_PROGRAMS)?);
+                        }
+                        let extra = self.tp_exit.as_ref().expect("loaded above");
+                        let link = extra
                             .skel
                             .progs
                             .reflex_tp_exit

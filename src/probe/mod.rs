@@ -254,18 +254,28 @@ pub fn program(kind: ProgramKind) -> Answer {
     }
 }
 
-/// Whether the kernel has a kfunc (its BTF names the function).
-pub fn kfunc(name: &str) -> bool {
+/// Whether the kernel has these kfuncs (its BTF names the functions). The
+/// kernel's BTF is a few megabytes to parse: ask for all names at once.
+pub fn kfuncs(names: &[&str]) -> bool {
     libbpf_rs::btf::Btf::from_vmlinux().ok().is_some_and(|btf| {
-        btf.type_by_name::<libbpf_rs::btf::types::Func<'_>>(name)
-            .is_some()
+        names.iter().all(|name| {
+            btf.type_by_name::<libbpf_rs::btf::types::Func<'_>>(name)
+                .is_some()
+        })
     })
 }
 
 /// Whether rules may signal other tasks: bpf_task_from_pid and
-/// bpf_send_signal_task (6.13+).
+/// bpf_send_signal_task (6.13+). Asked once per process.
 pub fn signal_task() -> Answer {
-    if kfunc("bpf_send_signal_task") && kfunc("bpf_task_from_pid") {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *HAS.get_or_init(|| {
+        kfuncs(&[
+            "bpf_send_signal_task",
+            "bpf_task_from_pid",
+            "bpf_task_release",
+        ])
+    }) {
         Answer::Yes
     } else {
         Answer::No("the kernel has no bpf_send_signal_task kfunc (Linux 6.13+)".into())
