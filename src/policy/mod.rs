@@ -256,6 +256,16 @@ impl Rule {
     }
 }
 
+/// A measured duration, for people: `352.1 ms`, `1.52 s`, `870 ns`.
+pub fn show_duration(ns: u64) -> String {
+    match ns {
+        0..1_000 => format!("{ns} ns"),
+        1_000..1_000_000 => format!("{:.1} µs", ns as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} ms", ns as f64 / 1e6),
+        _ => format!("{:.2} s", ns as f64 / 1e9),
+    }
+}
+
 /// A duration as policies write it: `1s`, `200ms`, `1500us`.
 pub fn show_ns(ns: u64) -> String {
     const UNITS: [(u64, &str); 4] = [

@@ -73,8 +73,28 @@ fn line_at(hhmmss: &str, event: &Event) -> String {
         Outcome::WouldDeny(errno) => format!("would deny: {errno:?} (monitor)"),
         Outcome::Resumed => "resumed: SIGCONT after the pause".to_string(),
     };
+    // What made the rule fire, past the call itself.
+    let mut why = String::new();
+    if let Some(exit) = &event.exit {
+        why.push_str(&format!(
+            " exit after {}, returned {}",
+            crate::policy::show_duration(exit.duration_ns),
+            exit.ret
+        ));
+    }
+    if let Some((count, window_ns)) = event.rate {
+        why.push_str(&format!(
+            " {count} calls in {}",
+            crate::policy::show_ns(window_ns)
+        ));
+    }
+    let why = if why.is_empty() {
+        why
+    } else {
+        format!(",{why}")
+    };
     format!(
-        "{}  {:<7}  {:<15}  {:<7}  {} [{} via {}]",
+        "{}  {:<7}  {:<15}  {:<7}  {} [{} via {}{why}]",
         hhmmss, event.pid, event.comm, success, detail, event.rule, event.syscall
     )
 }
@@ -148,5 +168,23 @@ mod tests {
         let mut thread = event(Outcome::Signalled);
         thread.target = Target::Thread;
         assert!(line(&thread).contains("SIGKILL to thread 4243"));
+    }
+
+    #[test]
+    fn exits_and_rates_say_why() {
+        let mut slow = event(Outcome::Signalled);
+        slow.exit = Some(crate::events::ExitInfo {
+            ret: -11,
+            duration_ns: 349_012_345,
+        });
+        let l = line(&slow);
+        assert!(
+            l.ends_with("[no-ptrace via ptrace, exit after 349.0 ms, returned -11]"),
+            "{l}"
+        );
+        let mut rated = event(Outcome::Signalled);
+        rated.rate = Some((51, 1_000_000_000));
+        let l = line(&rated);
+        assert!(l.ends_with("[no-ptrace via ptrace, 51 calls in 1s]"), "{l}");
     }
 }
