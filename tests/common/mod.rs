@@ -305,7 +305,23 @@ impl Reflex {
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
-        let status = self.child.wait().unwrap();
+        // reflex detaches, resumes what it paused and prints its summary:
+        // a hang there is a failure of its own, not a stuck suite.
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "reflex did not exit within {TIMEOUT:?} of SIGTERM; its stderr:\n{}",
+                    self.stderr.rest().join("\n")
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
         Output {
             code: status.code(),
             stdout: self.stdout.rest(),
