@@ -101,8 +101,33 @@ pub struct ExitInfo {
     pub duration_ns: u64,
 }
 
-/// The rule names of each rule set, by rule index.
-pub type RuleNames = [Vec<String>; 2];
+/// Rule names of recent installs, by generation. The kernel writes the
+/// install's generation into each rule and each event carries it, so an event
+/// is named by the rules that decided it, however late it is read — not by
+/// whatever its rule-set slot holds by then.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleNames {
+    recent: std::collections::VecDeque<(u32, std::sync::Arc<Vec<String>>)>,
+}
+
+impl RuleNames {
+    /// Installs remembered: events older than this many reloads are named
+    /// by number.
+    const KEEP: usize = 64;
+
+    pub fn add(&mut self, generation: u32, names: Vec<String>) {
+        if self.recent.len() == Self::KEEP {
+            self.recent.pop_front();
+        }
+        self.recent
+            .push_back((generation, std::sync::Arc::new(names)));
+    }
+
+    pub fn get(&self, generation: u32, rule: u32) -> Option<&str> {
+        let (_, names) = self.recent.iter().rev().find(|(g, _)| *g == generation)?;
+        names.get(rule as usize).map(String::as_str)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -230,10 +255,9 @@ impl Event {
             _ => None,
         };
         let rule = rules
-            .get(usize::from(raw.set))
-            .and_then(|set| set.get(raw.rule as usize))
-            .cloned()
-            .unwrap_or_else(|| format!("rule #{} of set {}", raw.rule, raw.set));
+            .get(raw.generation, raw.rule)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("rule #{} of install {}", raw.rule, raw.generation));
         let comm: Vec<u8> = raw
             .comm
             .iter()
@@ -280,7 +304,9 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn names() -> RuleNames {
-        [vec!["no-ptrace".to_string()], Vec::new()]
+        let mut names = RuleNames::default();
+        names.add(1, vec!["no-ptrace".to_string()]);
+        names
     }
 
     /// A record as the kernel would write it for `strace` calling ptrace.
@@ -293,6 +319,7 @@ pub(crate) mod tests {
             uid: 1000,
             gid: 1000,
             syscall_nr: libc::SYS_ptrace as i32,
+            generation: 1,
             signal: 9,
             result: 0,
             action: A::REFLEX_ACTION_SIGNALLED.0 as u8,
@@ -362,11 +389,35 @@ pub(crate) mod tests {
         raw.action = A::REFLEX_ACTION_AUDITED.0 as u8;
         raw.signal = 0;
         raw.rule = 7;
-        raw.set = 1;
         let e = Event::from_raw(&raw, &Clock::new(), &names()).unwrap();
         assert_eq!(e.outcome, Outcome::Audited);
         assert_eq!(e.signal, None);
-        assert_eq!(e.rule, "rule #7 of set 1");
+        assert_eq!(e.rule, "rule #7 of install 1");
+    }
+
+    #[test]
+    fn events_are_named_by_the_install_that_decided_them() {
+        let mut names = names();
+        names.add(2, vec!["newer".to_string()]);
+        let mut raw = raw_event();
+        assert_eq!(
+            Event::from_raw(&raw, &Clock::new(), &names).unwrap().rule,
+            "no-ptrace"
+        );
+        raw.generation = 2;
+        assert_eq!(
+            Event::from_raw(&raw, &Clock::new(), &names).unwrap().rule,
+            "newer"
+        );
+        for g in 3..100 {
+            names.add(g, vec![format!("r{g}")]);
+        }
+        raw.generation = 1;
+        assert_eq!(
+            Event::from_raw(&raw, &Clock::new(), &names).unwrap().rule,
+            "rule #0 of install 1",
+            "only recent installs are remembered"
+        );
     }
 
     #[test]

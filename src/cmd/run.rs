@@ -245,7 +245,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     // The ring buffer is read before the rules are installed, so no event can
     // be missed; the banner is printed only once enforcement is on.
     kernel.install(&set, &plan)?;
-    *names.borrow_mut() = kernel.rule_names();
+    *names.borrow_mut() = kernel.names().clone();
     sink.borrow_mut().start()?;
     sink.borrow_mut().flush()?;
     for line in describe(&loaded, &plan, &settings, args.dry_run) {
@@ -284,7 +284,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             match reload(args, &env, &raw_refused, &lsm, plan.strategy, &mut kernel) {
                 Ok(text) => {
                     reloads += 1;
-                    *names.borrow_mut() = kernel.rule_names();
+                    *names.borrow_mut() = kernel.names().clone();
                     eprintln!("{text}");
                 }
                 Err(e) => {

@@ -23,6 +23,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, PrintLevel, TracepointCategory};
 
+use crate::events::RuleNames;
 use crate::policy::hooks::Hook;
 use crate::policy::{RateBy, Sample, SigValue, Target, To};
 use crate::rules::Point;
@@ -175,7 +176,6 @@ const MAX_RULES: u32 = L::REFLEX_MAX_RULES.0;
 struct Slot {
     syscalls: Vec<i32>,
     matches: Vec<types::reflex_match_key>,
-    rules: Vec<String>,
 }
 
 /// Programs loaded only when a rule set first needs them, in an object of
@@ -269,6 +269,9 @@ pub struct Kernel<'obj> {
     retired_objects: (Vec<types::reflex_file_key>, Vec<u64>),
     settings: Settings,
     plan: Option<Plan>,
+    /// Installs so far: written into each rule, carried by each event.
+    generation: u32,
+    names: RuleNames,
 }
 
 impl<'obj> Kernel<'obj> {
@@ -299,6 +302,8 @@ impl<'obj> Kernel<'obj> {
             sampler: None,
             protected_objects: Default::default(),
             retired_objects: Default::default(),
+            generation: 0,
+            names: RuleNames::default(),
             settings: *settings,
             plan: None,
         })
@@ -357,6 +362,7 @@ impl<'obj> Kernel<'obj> {
             Some(a) => 1 - a,
         };
         self.clear(next)?;
+        self.generation += 1;
         self.write(next, set, plan)?;
 
         // Hooks first: a hook that finds no rules for itself does nothing, so
@@ -368,6 +374,10 @@ impl<'obj> Kernel<'obj> {
         }
         self.protect(set)?;
 
+        self.names.add(
+            self.generation,
+            set.rules.iter().map(|r| r.name.clone()).collect(),
+        );
         self.switch_to(next, set.protect.cgroup_levels)?;
         self.active = Some(next);
         self.plan = Some(plan.clone());
@@ -403,6 +413,7 @@ impl<'obj> Kernel<'obj> {
         for (id, rule) in set.rules.iter().enumerate() {
             let mut r = types::reflex_rule {
                 id: id as u32,
+                generation: self.generation,
                 monitor: u8::from(rule.monitor),
                 nchecks: rule.checks.len() as u8,
                 ..Default::default()
@@ -465,7 +476,6 @@ impl<'obj> Kernel<'obj> {
                 .rules
                 .update(&idx.to_ne_bytes(), bytes_of(&r), MapFlags::ANY)
                 .map_err(map_err("rules"))?;
-            written.rules.push(rule.name.clone());
         }
         for (key, value) in &set.matches {
             let k = types::reflex_match_key {
@@ -804,18 +814,9 @@ impl<'obj> Kernel<'obj> {
             .map_err(map_err("state"))
     }
 
-    /// The name of rule `id` of set `set`, for events.
-    pub fn rule_name(&self, set: u8, id: u32) -> Option<&str> {
-        self.slots
-            .get(usize::from(set))?
-            .rules
-            .get(id as usize)
-            .map(String::as_str)
-    }
-
-    /// A snapshot of rule names per set, for decoding events.
-    pub fn rule_names(&self) -> [Vec<String>; 2] {
-        [self.slots[0].rules.clone(), self.slots[1].rules.clone()]
+    /// The rule names of recent installs, for decoding events.
+    pub fn names(&self) -> &RuleNames {
+        &self.names
     }
 
     /// Where the programs are attached, for people to read.
@@ -886,7 +887,8 @@ impl<'obj> Kernel<'obj> {
                 // SAFETY: the value is a reflex_pause (checked size), plain data.
                 let p: types::reflex_pause = unsafe { std::ptr::read_unaligned(v.as_ptr().cast()) };
                 let rule = self
-                    .rule_name(p.set as u8, p.rule)
+                    .names
+                    .get(p.generation, p.rule)
                     .unwrap_or("?")
                     .to_string();
                 (p.resume_at <= boot_ns).then_some((pid, rule))

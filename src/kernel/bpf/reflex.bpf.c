@@ -435,7 +435,7 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 			struct reflex_pause p = {
 				.resume_at = bpf_ktime_get_boot_ns() + rule->pause_ns,
 				.rule = rule->id,
-				.set = set,
+				.generation = rule->generation,
 			};
 
 			ret = bpf_map_update_elem(&paused, &tgid, &p, BPF_ANY);
@@ -494,6 +494,7 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 	e->window_ns = rule->rate_window_ns;
 	e->rule = rule->id;
 	e->set = set;
+	e->generation = rule->generation;
 	e->action = action;
 	e->skip = skip;
 	e->target = rule->target;

@@ -190,10 +190,10 @@ struct reflex_rule {
 	__u8 to;	      /* enum reflex_to */
 	__u8 value_kind;      /* enum reflex_value */
 	__u8 _pad;
-	__u32 to_pid; /* REFLEX_TO_PID */
-	__u32 _pad2;
-	__u64 value;	/* si_value, REFLEX_VALUE_NUMBER */
-	__u64 pause_ns; /* SIGSTOP now; user space sends SIGCONT after this long */
+	__u32 to_pid;	  /* REFLEX_TO_PID */
+	__u32 generation; /* the install that wrote it: events name rules by it */
+	__u64 value;	  /* si_value, REFLEX_VALUE_NUMBER */
+	__u64 pause_ns;	  /* SIGSTOP now; user space sends SIGCONT after this long */
 	struct reflex_check checks[REFLEX_MAX_CHECKS];
 };
 
@@ -243,7 +243,7 @@ struct reflex_start {
 struct reflex_pause {
 	__u64 resume_at; /* bpf_ktime_get_boot_ns() */
 	__u32 rule;
-	__u32 set;
+	__u32 generation; /* of the rule, for its name */
 };
 
 struct reflex_rate_key {
@@ -278,12 +278,13 @@ struct reflex_event {
 	__u32 gid;
 	__s32 syscall_nr; /* or enum reflex_hook */
 	__s32 signal;
-	__s32 result;	 /* 0, or -errno from the helper */
-	__s32 error;	 /* deny: the errno returned to the caller */
-	__u32 to_pid;	 /* the process signalled, when not the caller */
-	__u64 count;	 /* rate rules: matching calls in the window */
-	__u64 window_ns; /* rate rules: the window */
-	__u32 rule;	 /* index in rule set `set` */
+	__s32 result;	  /* 0, or -errno from the helper */
+	__s32 error;	  /* deny: the errno returned to the caller */
+	__u32 to_pid;	  /* the process signalled, when not the caller */
+	__u64 count;	  /* rate rules: matching calls in the window */
+	__u64 window_ns;  /* rate rules: the window */
+	__u32 rule;	  /* index in rule set `set` */
+	__u32 generation; /* of the rule: which install's names apply */
 	__u8 set;
 	__u8 action; /* enum reflex_action */
 	__u8 skip;   /* enum reflex_skip */
