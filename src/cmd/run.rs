@@ -266,8 +266,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
     while !stop.load(Ordering::Relaxed) && !broken_pipe.get() {
         // Woken by the kernel when enough events wait, else on the period;
         // either way, take everything there is.
-        if let Err(e) = ring.poll(EVENT_PERIOD).and_then(|()| ring.consume()) {
-            if e.kind() != libbpf_rs::ErrorKind::Interrupted && !broken_pipe.get() {
+        if let Err(e) = read_events(&ring, EVENT_PERIOD) {
+            if e.kind() != io::ErrorKind::Interrupted && !broken_pipe.get() {
                 return Err(e).context("reading events");
             }
         }
@@ -279,8 +279,6 @@ pub fn run(args: &RunArgs) -> Result<()> {
         let settled = changed_at.is_some_and(|t| t.elapsed() >= SETTLE);
         if hup.swap(false, Ordering::Relaxed) || settled {
             changed_at = None;
-            // Events of the set about to be rewritten are named first.
-            let _ = ring.consume();
             match reload(args, &env, &raw_refused, &lsm, plan.strategy, &mut kernel) {
                 Ok(text) => {
                     reloads += 1;
@@ -310,6 +308,25 @@ pub fn run(args: &RunArgs) -> Result<()> {
     eprintln!("{summary}");
     let _ = io::stdout().flush();
     Ok(())
+}
+
+/// Records read per turn of the loop. `consume` alone reads for as long as
+/// records keep coming: a producer as fast as the reader (seen in emulated
+/// VMs) would hold off reloads, resumes and Ctrl-C.
+const BATCH: usize = 16_384;
+
+/// Waits up to `timeout` for records, then reads at most [`BATCH`] of them.
+fn read_events(ring: &libbpf_rs::RingBuffer, timeout: Duration) -> io::Result<()> {
+    let mut ready = libc::epoll_event { events: 0, u64: 0 };
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: the ring buffer's own epoll fd, and room for one event.
+    if unsafe { libc::epoll_wait(ring.epoll_fd(), &mut ready, 1, ms) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    match ring.consume_raw_n(BATCH) {
+        n if n < 0 => Err(io::Error::from_raw_os_error(-n)),
+        _ => Ok(()),
+    }
 }
 
 /// Sends the SIGCONT of every pause that is due, or of all of them.
