@@ -221,10 +221,6 @@ fn a_fork_bomb_is_stopped() {
         Ended::Signal(SIGKILL),
         "the bomb's first process is killed at a fork"
     );
-    assert!(
-        took < Duration::from_secs(4),
-        "stopped before its own end: {took:?}"
-    );
     assert!(peak < 300, "it was stopped early: {peak} processes at most");
     let events = out.json();
     assert!(!events.is_empty());

@@ -159,10 +159,14 @@ impl Launched {
     pub fn go(mut self) -> (Ended, Vec<String>) {
         let mut stdin = self.stdin.take().expect("go once");
         writeln!(stdin, "go").unwrap();
+        // The command's last output may lack its newline (gdb under a VM's
+        // console printed its environment so): the launcher's line can follow
+        // on the same line.
         let last = self
             .stdout
-            .wait_for("the command's end", |l| l.starts_with("launcher "));
-        let v: serde_json::Value = serde_json::from_str(&last["launcher ".len()..]).unwrap();
+            .wait_for("the command's end", |l| l.contains("launcher {"));
+        let at = last.find("launcher {").expect("matched above");
+        let v: serde_json::Value = serde_json::from_str(&last[at + "launcher ".len()..]).unwrap();
         let num = |k: &str| v.get(k).and_then(|n| n.as_i64()).map(|n| n as i32);
         let ended = match (num("exit"), num("signal"), num("stopped")) {
             (Some(code), _, _) => Ended::Exit(code),
@@ -170,7 +174,10 @@ impl Launched {
             (_, _, Some(sig)) => Ended::Stopped(sig),
             _ => panic!("unexpected launcher line {last}"),
         };
-        let output = self.stdout.seen[1..self.stdout.seen.len() - 1].to_vec();
+        let mut output = self.stdout.seen[1..self.stdout.seen.len() - 1].to_vec();
+        if at > 0 {
+            output.push(last[..at].to_string());
+        }
         let status = self.launcher.wait().unwrap();
         assert!(status.success(), "launcher failed: {status}");
         (ended, output)
