@@ -365,7 +365,11 @@ static __always_inline __u64 rate_count(const struct reflex_rule *rule, __u32 se
 		r->count = 1;
 		return 1;
 	}
-	return __sync_add_and_fetch(&r->count, 1);
+	/* The result is not used: clang emits the plain atomic add that 5.10
+	 * has, not the fetching one (5.12+). Two callers may read the same
+	 * count; neither misses the threshold for long. */
+	__sync_fetch_and_add(&r->count, 1);
+	return r->count;
 }
 
 /* Sends the rule's signal to another task (its parent, or a pid), with a
