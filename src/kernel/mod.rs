@@ -235,6 +235,7 @@ fn open_object<'a>(
         .as_deref_mut()
         .expect("reflex.bpf.c has const volatile globals");
     rodata.reflex_tgid = std::process::id();
+    rodata.ancestor_helper = crate::probe::ancestor_helper();
     rodata.scope_ppid = settings.scope_ppid;
     rodata.wake_at = if settings.wake_every_event {
         0

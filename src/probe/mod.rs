@@ -282,6 +282,24 @@ pub fn signal_task() -> Answer {
     }
 }
 
+/// Whether tracepoint programs may call bpf_get_current_ancestor_cgroup_id
+/// (5.10 does not let them: reflex then reads the ancestors itself). Asked
+/// once per process; when the kernel cannot be asked, the helper is assumed.
+pub fn ancestor_helper() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        // SAFETY: a plain query; no options.
+        let r = unsafe {
+            libbpf_rs::libbpf_sys::libbpf_probe_bpf_helper(
+                libbpf_rs::libbpf_sys::BPF_PROG_TYPE_TRACEPOINT,
+                libbpf_rs::libbpf_sys::BPF_FUNC_get_current_ancestor_cgroup_id,
+                std::ptr::null(),
+            )
+        };
+        r != 0
+    })
+}
+
 /// Whether BPF-LSM programs can enforce here: `bpf` in the active LSM list
 /// and a tiny LSM program that loads and attaches.
 pub fn lsm() -> Answer {

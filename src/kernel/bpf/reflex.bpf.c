@@ -27,6 +27,39 @@ const volatile __u32 scope_ppid = 0;  /* 0: every parent; else only its children
  * reader between a signalled process and its death; the reader also looks
  * at the buffer on a short timer, so no event waits long. */
 const volatile __u64 wake_at = 0;
+/* Tracing programs may call bpf_get_current_ancestor_cgroup_id (not on 5.10:
+ * then the ancestors are read from the task's cgroup). Set by user space. */
+const volatile bool ancestor_helper = true;
+
+/* struct cgroup before 6.0 listed its ancestors' ids, not the cgroups. */
+struct cgroup___ids {
+	int level;
+	__u64 ancestor_ids[];
+} __attribute__((preserve_access_index));
+
+/* The id of the current task's cgroup v2 ancestor at `level` (0: the root),
+ * or 0 when it is not that deep. */
+static __always_inline __u64 ancestor_cgroup_id(int level)
+{
+	struct task_struct *task;
+	struct cgroup *cg, *at;
+	__u64 id = 0;
+
+	if (ancestor_helper)
+		return bpf_get_current_ancestor_cgroup_id(level);
+	task = (struct task_struct *)bpf_get_current_task();
+	cg = BPF_CORE_READ(task, cgroups, dfl_cgrp);
+	if (!cg || level > BPF_CORE_READ(cg, level))
+		return 0;
+	if (bpf_core_field_exists(struct cgroup___ids, ancestor_ids)) {
+		struct cgroup___ids *old = (void *)cg;
+
+		bpf_core_read(&id, sizeof(id), &old->ancestor_ids[level]);
+		return id;
+	}
+	bpf_core_read(&at, sizeof(at), &cg->ancestors[level]);
+	return at ? BPF_CORE_READ(at, kn, id) : 0;
+}
 
 /* Force the boundary types into BTF so the skeleton exports them. */
 struct reflex_event _reflex_event = {};
@@ -559,7 +592,7 @@ static __always_inline int evaluate(const struct reflex_syscall *sc, __u32 set, 
 
 			if (!(sc->cgroup_levels & (1U << level)))
 				continue;
-			key.value[0] = bpf_get_current_ancestor_cgroup_id(level);
+			key.value[0] = ancestor_cgroup_id(level);
 			m = bpf_map_lookup_elem(&matches, &key);
 			if (m) {
 				pos |= m->pos;
@@ -883,7 +916,7 @@ static __always_inline __u8 cgroup_protection(void)
 
 		if (!(st->protect_cgroup_levels & (1U << level)))
 			continue;
-		id = bpf_get_current_ancestor_cgroup_id(level);
+		id = ancestor_cgroup_id(level);
 		if (bpf_map_lookup_elem(&protected_cgroups, &id))
 			return REFLEX_PROTECT_CGROUP;
 	}
