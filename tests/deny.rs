@@ -9,22 +9,13 @@ mod common;
 use std::process::{Child, Command};
 
 use common::{
-    Ended, Launched, Reflex, caller_cmd, lsm_available, reflex_once, root_or_skip, sysno,
+    Ended, Reflex, caller_cmd, example, launch, lsm_available, reflex_once, root_or_skip, sysno,
 };
 
 const SIGKILL: i32 = 9;
 const SIGSTOP: i32 = 19;
 const EPERM: i64 = 1;
 const EACCES: i64 = 13;
-
-fn example(name: &str) -> String {
-    format!("{}/policies/examples/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn launch(cmd: &[String]) -> Launched {
-    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-    Launched::new(&cmd)
-}
 
 /// A process to be the target of debuggers, killed on drop.
 struct Victim(Child);

@@ -8,20 +8,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Ended, Launched, Output, PolicyFile, Reflex, TestCgroup, caller_cmd, root_or_skip, sysno,
+    Ended, Launched, Output, PolicyFile, Reflex, TestCgroup, caller_cmd, example, launch,
+    root_or_skip, sysno,
 };
 
 const SIGKILL: i32 = 9;
 const SIGSTOP: i32 = 19;
-
-fn example(name: &str) -> String {
-    format!("{}/policies/examples/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn launch(cmd: &[String]) -> Launched {
-    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-    Launched::new(&cmd)
-}
 
 /// Runs `cmd` under a launcher with reflex running `policy` (scoped to the
 /// launcher); returns how it ended, what it printed, and reflex's output.

@@ -7,22 +7,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    Ended, Launched, PolicyFile, Reflex, TestCgroup, caller_cmd, helper, root_or_skip, sysno,
+    Ended, Launched, PolicyFile, Reflex, TestCgroup, caller_cmd, example, helper, launch,
+    root_or_skip, sysno,
 };
 
 const SIGQUIT: i64 = 3;
 const SIGUSR1: i64 = 10;
 const SIGKILL: i32 = 9;
 const EACCES: i64 = 13;
-
-fn example(name: &str) -> String {
-    format!("{}/policies/examples/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn launch(cmd: &[String]) -> Launched {
-    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-    Launched::new(&cmd)
-}
 
 fn json(line: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))

@@ -470,3 +470,15 @@ pub fn lsm_available() -> bool {
         .find(|l| l.starts_with("LSM programs"))
         .is_some_and(|l| l.split_whitespace().nth(2) == Some("ok"))
 }
+
+/// A policy of `policies/examples/`, by file name.
+pub fn example(name: &str) -> String {
+    format!("{}/policies/examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// [`Launched::new`] for a command held as owned strings.
+#[track_caller]
+pub fn launch(cmd: &[String]) -> Launched {
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    Launched::new(&cmd)
+}
