@@ -15,9 +15,8 @@ use std::collections::BTreeMap;
 use crate::kernel::types::{self, reflex_check_op as Op, reflex_dim as D, reflex_limit as L};
 use crate::policy::hooks::Hook;
 use crate::policy::{
-    self, Action, ArgCond, Bits, Diagnostic, Diagnostics, Location, Mode, Policy, Set, Target,
+    self, Action, ArgCond, Bits, Diagnostic, Diagnostics, Location, Mode, Policy, Set,
 };
-use crate::signal::Signal;
 
 const fn limit(l: L) -> usize {
     l.0 as usize
@@ -71,21 +70,8 @@ impl Dim {
     }
 }
 
-/// What a compiled rule does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Audit,
-    Signal {
-        signal: Signal,
-        target: Target,
-    },
-    /// Refuse with `error` (hooks only), and send `signal` too.
-    Deny {
-        error: i32,
-        signal: Option<Signal>,
-        target: Target,
-    },
-}
+/// What a compiled rule does: the policy's action, as it is.
+pub type Verdict = Action;
 
 /// An argument check done per candidate rule (what a lookup cannot do).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,19 +257,7 @@ pub fn compile(policy: &Policy, options: Options) -> Result<RuleSet, Diagnostics
         return Err(Diagnostics(diags));
     }
     for (id, rule) in policy.rules.iter().enumerate() {
-        let verdict = match rule.action {
-            Action::Audit => Verdict::Audit,
-            Action::Signal { signal, target } => Verdict::Signal { signal, target },
-            Action::Deny {
-                error,
-                signal,
-                target,
-            } => Verdict::Deny {
-                error,
-                signal,
-                target,
-            },
-        };
+        let verdict = rule.action;
         let mut checks = Vec::new();
         // Lookups (dim, set) this rule needs on each of its syscalls.
         let mut lookups: Vec<(Dim, bool, Vec<[u64; 2]>)> = Vec::new();

@@ -4,7 +4,8 @@
 //! directly.
 
 use super::*;
-use crate::policy::{Env, FileId, load_str};
+use crate::policy::{Env, FileId, Target, load_str};
+use crate::signal::Signal;
 
 fn policy(yaml: &str) -> Policy {
     load_str(yaml, "p.yaml".as_ref(), &Env::host())
