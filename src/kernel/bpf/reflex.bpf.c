@@ -18,6 +18,8 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define PF_KTHREAD 0x00200000
+#define EPERM 1
+#define MAX_ERRNO 4095
 
 /* Load-time configuration, set by user space before load. */
 const volatile __u32 reflex_tgid = 0; /* never signal ourselves */
@@ -831,6 +833,23 @@ int reflex_sample(struct bpf_perf_event_data *ctx)
  * program first passes on a refusal by an earlier program on the hook.
  * Loaded only when a policy has hook rules and the kernel allows BPF-LSM.
  */
+/*
+ * An LSM program returns 0 or a negative errno, and since 6.12 the verifier
+ * refuses one that could return anything else. The errno comes from a map
+ * (user space only writes 1..4095), so bound it where the verifier sees it:
+ * two checks, kept apart so that clang cannot merge them into one unsigned
+ * compare of a copy.
+ */
+static __always_inline int lsm_return(int verdict)
+{
+	if (verdict > 0)
+		verdict = 0;
+	barrier_var(verdict);
+	if (verdict < -MAX_ERRNO)
+		verdict = -EPERM;
+	return verdict;
+}
+
 static __always_inline int on_hook(long hook, __u64 a0, __u64 a1, struct file *file)
 {
 	__u64 args[6] = {a0, a1};
@@ -842,7 +861,7 @@ static __always_inline int on_hook(long hook, __u64 a0, __u64 a1, struct file *f
 		return 0;
 	if (file)
 		file_key(file, f);
-	return evaluate(sc, set, hook, args, f, false);
+	return lsm_return(evaluate(sc, set, hook, args, f, false));
 }
 
 SEC("?lsm/ptrace_access_check")
