@@ -6,10 +6,9 @@
 
 mod common;
 
-use std::process::{Child, Command};
-
 use common::{
-    Ended, Reflex, caller_cmd, example, launch, lsm_available, reflex_once, root_or_skip, sysno,
+    Ended, Reflex, Sleeper, caller_cmd, example, launch, lsm_available, reflex_once, root_or_skip,
+    sysno,
 };
 
 const SIGKILL: i32 = 9;
@@ -17,40 +16,7 @@ const SIGSTOP: i32 = 19;
 const EPERM: i64 = 1;
 const EACCES: i64 = 13;
 
-/// A process to be the target of debuggers, killed on drop.
-struct Victim(Child);
-
-impl Victim {
-    fn start(as_uid_1000: bool) -> Victim {
-        let mut cmd = if as_uid_1000 {
-            let mut c = Command::new("setpriv");
-            c.args([
-                "--reuid=1000",
-                "--regid=1000",
-                "--clear-groups",
-                "sleep",
-                "60",
-            ]);
-            c
-        } else {
-            let mut c = Command::new("sleep");
-            c.arg("60");
-            c
-        };
-        Victim(cmd.spawn().unwrap())
-    }
-
-    fn pid(&self) -> String {
-        self.0.id().to_string()
-    }
-}
-
-impl Drop for Victim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+const AS_1000: [&str; 4] = ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups"];
 
 /// Runs `cmd` under a launcher with reflex running `policy` (scoped to the
 /// launcher): how it ended, what it printed (stdout and stderr), the events.
@@ -117,8 +83,8 @@ fn deny_debuggers() {
         return;
     }
     let hook = "lsm/ptrace_access_check";
-    let victim = Victim::start(false);
-    let v = victim.pid();
+    let victim = Sleeper::spawn(&["sleep"]);
+    let v = victim.pid().to_string();
 
     let (ended, printed, events, _) =
         under(&policy, &[], &s(&["strace", "-o", "/dev/null", "-p", &v]));
@@ -150,7 +116,7 @@ fn deny_debuggers() {
     assert_denied(&events, hook);
     assert_eq!(
         events[0]["args"][0],
-        victim.0.id(),
+        victim.pid(),
         "the event names the target"
     );
 
@@ -162,19 +128,19 @@ fn deny_debuggers() {
     assert_denied(&events, hook);
 
     // Looking is not attaching: /proc/PID/status needs only PTRACE_MODE_READ.
-    let (ended, _, events, _) = under(&policy, &[], &s(&["cat", &format!("/proc/{v}/environ")]));
-    assert_eq!(ended, Ended::Exit(0));
+    let (ended, printed, events, _) =
+        under(&policy, &[], &s(&["cat", &format!("/proc/{v}/environ")]));
+    assert_eq!(ended, Ended::Exit(0), "{printed:?} {events:?}");
     assert!(events.is_empty(), "{events:?}");
 
     // uid 1000 may attach (to its own process).
-    let own = Victim::start(true);
-    let as_1000 = ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups"];
-    let mut cmd = s(&as_1000);
+    let own = Sleeper::spawn(&[AS_1000.as_slice(), &["sleep"]].concat());
+    let mut cmd = s(&AS_1000);
     cmd.extend(caller_cmd(&[
         "call",
         &sysno("ptrace"),
         "16",
-        &own.pid(),
+        &own.pid().to_string(),
         "0",
         "0",
     ]));
@@ -243,13 +209,13 @@ fn deny_kills_of_guarded_services() {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("guarded-service");
     std::fs::copy("/bin/sleep", &exe).unwrap();
-    let mut service = Command::new(&exe).arg("60").spawn().unwrap();
     let exe = exe.to_str().unwrap().to_string();
+    let mut service = Sleeper::spawn(&[&exe]);
     let env = [("REFLEX_GUARDED", exe.as_str())];
     let target = launch(&caller_cmd(&[
         "call",
         &sysno("kill"),
-        &service.id().to_string(),
+        &service.pid().to_string(),
         "9",
     ]));
     let ppid = target.ppid.to_string();
@@ -266,7 +232,7 @@ fn deny_kills_of_guarded_services() {
     assert_eq!(events[0]["rule"], "guard-services");
     assert_eq!(events[0]["signal"], "SIGSTOP");
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let alive = service.try_wait().unwrap().is_none();
+    let alive = service.alive();
     if lsm_available() {
         assert_eq!(events[0]["action"], "denied");
         assert_eq!(events[0]["errno"], "EPERM");
@@ -280,6 +246,4 @@ fn deny_kills_of_guarded_services() {
         );
         assert!(!alive, "at syscall entry the kill still happens");
     }
-    let _ = service.kill();
-    let _ = service.wait();
 }

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Ended, Launched, Output, PolicyFile, Reflex, TestCgroup, caller_cmd, example, launch,
+    Ended, Launched, Output, PolicyFile, Reflex, Sleeper, TestCgroup, caller_cmd, example, launch,
     root_or_skip, sysno,
 };
 
@@ -72,22 +72,21 @@ fn example_no_debuggers() {
     assert_eq!(out.summary("events"), 0);
 
     // gdb -p (PTRACE_ATTACH) as root: killed.
-    let mut victim = Command::new("sleep").arg("60").spawn().unwrap();
+    let victim = Sleeper::spawn(&["sleep"]);
     let gdb: Vec<String> = [
         "gdb",
         "-q",
         "-batch",
         "-nx",
         "-p",
-        &victim.id().to_string(),
+        &victim.pid().to_string(),
         "-ex",
         "detach",
     ]
     .map(String::from)
     .to_vec();
     let (ended, _, out, _) = under(&policy, &[], &[], &gdb);
-    victim.kill().unwrap();
-    victim.wait().unwrap();
+    drop(victim);
     assert_eq!(ended, Ended::Signal(SIGKILL), "{:?}", out.stderr);
     assert_eq!(out.json()[0]["args"][0], libc::PTRACE_ATTACH as u64);
 
@@ -194,16 +193,12 @@ fn example_guard_services() {
     assert_eq!(events[0]["signal"], "SIGSTOP");
 
     // A process that is not protected may be killed: no rule fires.
-    let mut bystander = Command::new("sleep").arg("60").spawn().unwrap();
-    let killer = caller_cmd(&["call", &kill, &bystander.id().to_string(), "9"]);
+    let mut bystander = Sleeper::spawn(&["sleep"]);
+    let killer = caller_cmd(&["call", &kill, &bystander.pid().to_string(), "9"]);
     let (ended, _, out, _) = under(&policy, &[], &env, &killer);
     assert_eq!(ended, Ended::Exit(0));
     assert_eq!(out.summary("events"), 0);
-    let status = bystander.wait().unwrap();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(SIGKILL)
-    );
+    assert_eq!(bystander.wait_signal(), Some(SIGKILL));
 }
 
 #[test]

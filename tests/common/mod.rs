@@ -16,6 +16,44 @@ use std::time::{Duration, Instant};
 pub const REFLEX: &str = env!("CARGO_BIN_EXE_reflex");
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A long-lived process for a test to aim at: `argv` with "3600" appended
+/// (a sleep, or a copy of one). Killed and reaped on drop, so a failing
+/// assertion leaves nothing behind; an hour, so that it outlives any test
+/// under emulation (a target that has died makes a refusal look right).
+pub struct Sleeper(Child);
+
+impl Sleeper {
+    pub fn spawn(argv: &[&str]) -> Sleeper {
+        let child = Command::new(argv[0])
+            .args(&argv[1..])
+            .arg("3600")
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {argv:?}: {e}"));
+        Sleeper(child)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Whether it is still running (not yet exited or killed).
+    pub fn alive(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for it to end; the signal that ended it, if one did.
+    pub fn wait_signal(&mut self) -> Option<i32> {
+        std::os::unix::process::ExitStatusExt::signal(&self.0.wait().unwrap())
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Whether this test may load BPF programs. Without root it is skipped,
 /// loudly; with REFLEX_REQUIRE_ROOT_TESTS=1 (set by .ci/run) it fails instead.
 #[track_caller]
