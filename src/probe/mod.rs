@@ -134,14 +134,33 @@ pub fn syscall_tracepoint(tracefs: &Path, syscall: &str) -> Option<u8> {
         .join("events/syscalls")
         .join(format!("sys_enter_{}", tracepoint_name(syscall)))
         .join("format");
-    let text = fs::read_to_string(format).ok()?;
-    let after_nr = text.split("__syscall_nr;").nth(1)?;
-    Some(
-        after_nr
-            .lines()
-            .filter(|l| l.trim_start().starts_with("field:"))
-            .count() as u8,
-    )
+    recorded_args(&fs::read_to_string(format).ok()?)
+}
+
+/// The arguments a sys_enter tracepoint's format describes: the 8-byte
+/// fields that follow `__syscall_nr`, one after another from offset 16.
+/// Newer kernels (7.3 in the matrix; not 6.18) append the user strings an
+/// argument points to (`__data_loc char[] __filename_val`): those are not
+/// arguments, and a program that reads as far as their offset is refused at
+/// attach (EACCES).
+fn recorded_args(format: &str) -> Option<u8> {
+    let after_nr = format.split("__syscall_nr;").nth(1)?;
+    let mut n = 0u8;
+    for field in after_nr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("field:"))
+    {
+        let at = |key: &str| {
+            field
+                .split(';')
+                .find_map(|part| part.trim().strip_prefix(key)?.parse::<u32>().ok())
+        };
+        if at("offset:") != Some(16 + 8 * u32::from(n)) || at("size:") != Some(8) {
+            break;
+        }
+        n += 1;
+    }
+    Some(n)
 }
 
 fn mount_fs(fstype: &str, at: &str) -> io::Result<()> {
@@ -361,6 +380,36 @@ fn quiet<T>(f: impl FnOnce() -> T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracepoint_arguments_are_the_fields_before_any_user_string() {
+        let fields = |rows: &[&str]| {
+            let mut text = String::from(
+                "name: sys_enter_x\nformat:\n\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n",
+            );
+            for r in rows {
+                text.push_str(&format!("\t{r}\n"));
+            }
+            text + "\nprint fmt: \"...\"\n"
+        };
+        // 6.18 and older: the arguments only.
+        let read = fields(&[
+            "field:unsigned int fd;\toffset:16;\tsize:8;\tsigned:0;",
+            "field:char * buf;\toffset:24;\tsize:8;\tsigned:0;",
+            "field:size_t count;\toffset:32;\tsize:8;\tsigned:0;",
+        ]);
+        assert_eq!(recorded_args(&read), Some(3));
+        // Newer kernels (7.3): the string an argument points to, after them.
+        let execve = fields(&[
+            "field:const char * filename;\toffset:16;\tsize:8;\tsigned:0;",
+            "field:const char *const * argv;\toffset:24;\tsize:8;\tsigned:0;",
+            "field:const char *const * envp;\toffset:32;\tsize:8;\tsigned:0;",
+            "field:__data_loc char[] __filename_val;\toffset:40;\tsize:4;\tsigned:0;",
+        ]);
+        assert_eq!(recorded_args(&execve), Some(3));
+        assert_eq!(recorded_args(&fields(&[])), Some(0));
+        assert_eq!(recorded_args("no such format"), None);
+    }
 
     #[test]
     fn versions() {
