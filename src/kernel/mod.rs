@@ -151,6 +151,11 @@ fn attach_hint(source: &libbpf_rs::Error) -> &'static str {
             " (is tracefs mounted? `mount -t tracefs tracefs /sys/kernel/tracing`; \
              does the kernel have CONFIG_FTRACE_SYSCALLS?)"
         }
+        libbpf_rs::ErrorKind::PermissionDenied if nix::unistd::geteuid().is_root() => {
+            " (refused although reflex runs as root: the kernel refuses a program for a \
+             tracepoint whose record is shorter than what it reads, a bug in reflex for this \
+             kernel; please report it)"
+        }
         libbpf_rs::ErrorKind::PermissionDenied => " (attaching needs CAP_PERFMON or root)",
         _ => "",
     }
