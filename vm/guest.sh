@@ -13,6 +13,8 @@ echo $? > "$out/check.rc"
 for bin in "$@"; do
   name=$(basename "$bin" | sed 's/-[0-9a-f]*$//')
   # A hang must not hold the whole matrix: each binary gets 20 minutes.
+  # Which path each test took where `reflex check` decides it.
+  export REFLEX_TEST_NOTES="$out/notes-$name.txt"
   timeout 1200 "$bin" --test-threads=2 > "$out/test-$name.txt" 2>&1
   echo $? > "$out/test-$name.rc"
 done

@@ -499,14 +499,35 @@ pub fn caller_cmd(args: &[&str]) -> Vec<String> {
     cmd
 }
 
-/// Whether BPF-LSM can enforce here, as `reflex check` says (tests that deny
-/// check the refusal where it cannot, and the denial where it can).
-pub fn lsm_available() -> bool {
+/// Whether `reflex check` reports the feature of its row `row` as ok on this
+/// kernel. A test that checks the feature where the kernel has it, and the
+/// refusal or fallback where it does not, takes its path from this answer
+/// only. The answer is appended to $REFLEX_TEST_NOTES when that is set (the
+/// kernel matrix sets it, and its table says which path each test took).
+pub fn kernel_offers(row: &str) -> bool {
     let out = reflex_once(&["check"], false);
-    out.stdout
+    let status = out
+        .stdout
         .iter()
-        .find(|l| l.starts_with("LSM programs"))
-        .is_some_and(|l| l.split_whitespace().nth(2) == Some("ok"))
+        .find_map(|l| l.strip_prefix(row).filter(|rest| rest.starts_with(' ')))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("`reflex check` has no row {row:?}: {:?}", out.stdout));
+    let ok = status == "ok";
+    if let Some(notes) = std::env::var_os("REFLEX_TEST_NOTES") {
+        let test = thread::current().name().unwrap_or("?").to_string();
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&notes)
+            .and_then(|mut f| writeln!(f, "{test}\t{row}\t{status}"))
+            .unwrap_or_else(|e| panic!("REFLEX_TEST_NOTES={notes:?}: {e}"));
+    }
+    ok
+}
+
+/// Whether BPF-LSM can enforce here, as `reflex check` says.
+pub fn lsm_available() -> bool {
+    kernel_offers("LSM programs")
 }
 
 /// A policy of `policies/examples/`, by file name.
