@@ -263,6 +263,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
     let mut changed_at: Option<Instant> = None;
     let mut reloads = 0u64;
+    let mut missed = Misses::new(kernel.missed());
     while !stop.load(Ordering::Relaxed) && !broken_pipe.get() {
         // Woken by the kernel when enough events wait, else on the period;
         // either way, take everything there is.
@@ -273,6 +274,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
         flush(&sink, &broken_pipe);
         resume(&mut kernel, &clock, &sink, false);
+        missed.check(&kernel);
         if watcher.as_ref().is_some_and(Watcher::changed) {
             changed_at = Some(Instant::now());
         }
@@ -303,11 +305,46 @@ pub fn run(args: &RunArgs) -> Result<()> {
         kernel: kernel.stats().context("reading the kernel's counters")?,
         received: received.get(),
         undecodable: undecodable.get(),
+        missed: kernel.missed(),
     };
     eprintln!("reflex: detached after {reloads} reloads.");
     eprintln!("{summary}");
     let _ = io::stdout().flush();
     Ok(())
+}
+
+/// Says, while it runs, when the kernel skipped reflex's programs (see
+/// [`Kernel::missed`]): at most once a second, with how many since.
+struct Misses {
+    seen: u64,
+    checked: Instant,
+}
+
+impl Misses {
+    fn new(seen: u64) -> Misses {
+        Misses {
+            seen,
+            checked: Instant::now(),
+        }
+    }
+
+    fn check(&mut self, kernel: &Kernel) {
+        if self.checked.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.checked = Instant::now();
+        let now = kernel.missed();
+        if now > self.seen {
+            tracing::warn!(
+                "the kernel did not run reflex's program for {} hook hits since the last \
+                 report: another run of it was in progress on the same CPU (on kernels that \
+                 preempt programs on syscall hooks, such as Debian's 7.3); those calls were \
+                 not answered",
+                now - self.seen
+            );
+            self.seen = now;
+        }
+    }
 }
 
 /// Records read per turn of the loop. `consume` alone reads for as long as

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, PrintLevel, TracepointCategory};
@@ -808,6 +808,9 @@ impl<'obj> Kernel<'obj> {
         }
     }
 
+    /// Puts set `slot` in force and, when another set was, returns only
+    /// once no program can still be reading that one (the next install
+    /// rewrites it). The wait is an RCU grace period: ~15 ms here.
     fn switch_to(&mut self, slot: u32, protect_cgroup_levels: u32) -> Result<(), LoadError> {
         let st = types::reflex_state {
             active: slot,
@@ -817,7 +820,17 @@ impl<'obj> Kernel<'obj> {
             .maps
             .state
             .update(&0u32.to_ne_bytes(), bytes_of(&st), MapFlags::ANY)
-            .map_err(map_err("state"))
+            .map_err(map_err("state"))?;
+        if self.active.is_none() {
+            return Ok(());
+        }
+        // The kernel waits for running programs before this returns.
+        let inner = self.skel.maps.grace_inner.as_fd().as_raw_fd() as u32;
+        self.skel
+            .maps
+            .grace
+            .update(&0u32.to_ne_bytes(), &inner.to_ne_bytes(), MapFlags::ANY)
+            .map_err(map_err("grace"))
     }
 
     /// The rule names of recent installs, for decoding events.
@@ -911,6 +924,26 @@ impl<'obj> Kernel<'obj> {
         &self.skel.maps.events
     }
 
+    /// Hook hits on which the kernel did not run one of reflex's programs,
+    /// summed over them: the kernel runs a tracing program at most once per
+    /// CPU at a time, and skips (and counts, as `recursion_misses`, 5.12+)
+    /// a hit that comes while it runs there. Where programs on syscall
+    /// hooks can be preempted (as seen on 7.3), another task's call on the
+    /// same CPU is such a hit; nothing reflex does answers it, so it is
+    /// reported.
+    pub fn missed(&self) -> u64 {
+        let extras = [&self.raw, &self.followers, &self.sample_prog, &self.tp_exit]
+            .into_iter()
+            .flatten()
+            .chain(self.lsm.values());
+        std::iter::once(self.skel.object())
+            .chain(extras.map(|e| e.skel.object()))
+            .flat_map(|object| object.progs())
+            .filter(|prog| prog.autoload())
+            .map(|prog| recursion_misses(prog.as_fd()))
+            .sum()
+    }
+
     pub fn stats(&self) -> Result<Stats, libbpf_rs::Error> {
         let per_cpu = self
             .skel
@@ -942,6 +975,19 @@ impl<'obj> Kernel<'obj> {
             dropped: get(S::REFLEX_STAT_DROPPED),
         })
     }
+}
+
+/// A loaded program's `recursion_misses` (0 where the kernel has no such count).
+fn recursion_misses(prog: BorrowedFd<'_>) -> u64 {
+    use libbpf_rs::libbpf_sys;
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of_val(&info) as u32;
+    // SAFETY: `info` is a plain C struct of `len` bytes, which is all the
+    // kernel writes.
+    let ret = unsafe {
+        libbpf_sys::bpf_obj_get_info_by_fd(prog.as_raw_fd(), (&raw mut info).cast(), &mut len)
+    };
+    if ret == 0 { info.recursion_misses } else { 0 }
 }
 
 /// libbpf's messages while `f` runs (the verifier log among them), returned

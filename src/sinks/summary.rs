@@ -11,6 +11,8 @@ pub struct Summary {
     pub received: u64,
     /// Records that could not be decoded.
     pub undecodable: u64,
+    /// Runs of reflex's programs the kernel skipped (see [`crate::kernel::Kernel::missed`]).
+    pub missed: u64,
 }
 
 impl fmt::Display for Summary {
@@ -36,6 +38,14 @@ impl fmt::Display for Summary {
             write!(
                 f,
                 " (the ring buffer was full: those decisions were taken but not reported)"
+            )?;
+        }
+        write!(f, "\n  missed         {}", self.missed)?;
+        if self.missed > 0 {
+            write!(
+                f,
+                " (the kernel did not run reflex's program for these hook hits: another run of \
+                 it was in progress on the same CPU; those calls were not answered)"
             )?;
         }
         if self.undecodable > 0 {
@@ -70,6 +80,7 @@ mod tests {
             },
             received: 3,
             undecodable: 0,
+            missed: 0,
         };
         let text = s.to_string();
         assert!(text.contains("events         5"), "{text}");
@@ -80,5 +91,6 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("unaccounted"), "{text}");
+        assert!(text.contains("missed         0"), "{text}");
     }
 }

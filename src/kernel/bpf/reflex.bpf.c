@@ -125,6 +125,27 @@ struct {
 	__type(value, struct reflex_rule);
 } rules SEC(".maps");
 
+/*
+ * Read by no program: updating `grace` makes the kernel wait for an RCU grace
+ * period, so for every program already running to finish (it does so before
+ * any map-in-map update returns). User space does this after switching rule
+ * sets, so that a set switched away from is no longer being read when it is
+ * rewritten, even by a program that was preempted while reading it.
+ */
+struct grace_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} grace_inner SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct grace_inner);
+} grace SEC(".maps");
+
 /* A tracepoint call handed from a per-arity stub to reflex_tp_eval. */
 struct reflex_call {
 	__s64 nr;
