@@ -610,12 +610,29 @@ fn reloads_under(how: &str) {
         out.stderr
     );
     let fired = rules_fired(&out);
-    assert_eq!(out.summary("dropped"), 0);
-    assert_eq!(
-        fired.len() as u64,
-        CALLS,
-        "every call was answered by one rule set or the other"
+    assert_eq!(out.summary("dropped"), 0, "{how}");
+    // Where the kernel preempts programs on syscall hooks (7.3 in the
+    // matrix), it skips, and counts, a run that starts on a CPU where one is
+    // in progress: those calls cannot be answered, and reflex reports them
+    // (the count is the whole machine's). Every other call must be answered,
+    // once, by one rule set or the other.
+    let missed = out.summary("missed");
+    let answered = fired.len() as u64;
+    assert!(
+        answered <= CALLS,
+        "{how}: {answered} answers to {CALLS} calls"
     );
+    assert!(
+        CALLS - answered <= missed,
+        "{how}: {} of {CALLS} calls were not answered across {reloads} reloads, and the \
+         kernel skipped reflex's program only {missed} times",
+        CALLS - answered
+    );
+    if missed > 0 {
+        eprintln!(
+            "{how}: the kernel skipped reflex's program {missed} times; {answered} of {CALLS} calls answered"
+        );
+    }
     let reload_lines: Vec<&String> = out.stderr.iter().filter(|l| l.contains("reload")).collect();
     assert!(
         fired.iter().any(|r| r == "a") && fired.iter().any(|r| r == "b"),
