@@ -63,7 +63,7 @@ fn validate_accepts_the_examples_without_privileges() {
         return;
     }
     assert_eq!(out.code, Some(0), "{:?}", out.stdout);
-    assert!(text.contains("ok: 13 rules from"), "{text}");
+    assert!(text.contains("ok: 14 rules from"), "{text}");
     for f in [
         "audit-cgroup-execs.yaml",
         "guard-services.yaml",
@@ -73,6 +73,7 @@ fn validate_accepts_the_examples_without_privileges() {
         "stop-fork-bombs.yaml",
         "cool-down.yaml",
         "tell-the-parent.yaml",
+        "no-bpf-loading.yaml",
     ] {
         assert!(text.contains(f), "{f} in {text}");
     }
@@ -81,6 +82,7 @@ fn validate_accepts_the_examples_without_privileges() {
         "read                     entry timed for exit rules",
         "read exit                1 rule, 1 selector lookup per call",
         "sample                   1 rule, 1 selector lookup per call",
+        "lsm/bpf                  1 rule, 1 selector lookup per call",
     ] {
         assert!(text.contains(line), "{line} in {text}");
     }

@@ -247,3 +247,39 @@ fn deny_kills_of_guarded_services() {
         assert!(!alive, "at syscall entry the kill still happens");
     }
 }
+
+#[test]
+fn deny_bpf_program_loading() {
+    if !root_or_skip("deny_bpf_program_loading") {
+        return;
+    }
+    let policy = example("no-bpf-loading.yaml");
+    let load = caller_cmd(&["bpfload"]);
+    if lsm_available() {
+        let (_, printed, events, _) = under(&policy, &[], &load);
+        let r: serde_json::Value = serde_json::from_str(&printed[0]).unwrap();
+        assert_eq!(r["errno"], EPERM, "BPF_PROG_LOAD: {r}");
+        assert_denied(&events, "lsm/bpf");
+        assert_eq!(events[0]["rule"], "refuse-bpf-programs");
+        assert_eq!(events[0]["args"][0], 5, "the command: BPF_PROG_LOAD");
+    } else {
+        // SIGKILL at bpf()'s entry with BPF_PROG_LOAD, and reflex says so.
+        let (ended, _, events, stderr) = under(&policy, &[], &load);
+        assert_eq!(ended, Ended::Signal(SIGKILL));
+        assert!(
+            stderr
+                .iter()
+                .any(|l| l.starts_with("reflex: DEGRADED: rule 'refuse-bpf-programs'")),
+            "{stderr:?}"
+        );
+        assert_eq!(events[0]["action"], "signalled");
+        assert_eq!(events[0]["syscall"], "bpf");
+        assert_eq!(events[0]["args"][0], 5);
+    }
+    // Other commands are not matched: a map is created, nothing reported.
+    let (ended, printed, events, _) = under(&policy, &[], &caller_cmd(&["bpfmap"]));
+    assert_eq!(ended, Ended::Exit(0));
+    let r: serde_json::Value = serde_json::from_str(&printed[0]).unwrap();
+    assert_eq!(r["errno"], 0, "BPF_MAP_CREATE: {r}");
+    assert!(events.is_empty(), "{events:?}");
+}

@@ -217,6 +217,8 @@ fn lsm_programs(hook: Hook) -> &'static [&'static str] {
         Hook::Open => &["reflex_lsm_open"],
         Hook::Kill => &["reflex_lsm_kill"],
         Hook::Module => &["reflex_lsm_module_file", "reflex_lsm_module_data"],
+        Hook::Bpf if crate::probe::bpf_hook_has_kernel_flag() => &["reflex_lsm_bpf_kernel_flag"],
+        Hook::Bpf => &["reflex_lsm_bpf"],
     }
 }
 const FOLLOWER_PROGRAMS: &[&str] = &["reflex_fork", "reflex_exec", "reflex_exit"];

@@ -638,7 +638,7 @@ impl<'e> Checker<'e> {
             (None, None) => {
                 self.error(
                     at.clone(),
-                    "the rule has no trigger: add `syscall: NAME`, `hook: ptrace|exec|open|kill|module` \
+                    "the rule has no trigger: add `syscall: NAME`, `hook: ptrace|exec|open|kill|module|bpf` \
                      or `sample: {frequency: HZ}`",
                 );
                 (Vec::new(), None)

@@ -83,6 +83,43 @@ const CLONE: &[(&str, u64)] = table![
     CLONE_IO,
 ];
 
+/// bpf() commands (include/uapi/linux/bpf.h).
+const BPF_CMD: &[(&str, u64)] = &[
+    ("BPF_MAP_CREATE", 0),
+    ("BPF_MAP_LOOKUP_ELEM", 1),
+    ("BPF_MAP_UPDATE_ELEM", 2),
+    ("BPF_MAP_DELETE_ELEM", 3),
+    ("BPF_MAP_GET_NEXT_KEY", 4),
+    ("BPF_PROG_LOAD", 5),
+    ("BPF_OBJ_PIN", 6),
+    ("BPF_OBJ_GET", 7),
+    ("BPF_PROG_ATTACH", 8),
+    ("BPF_PROG_DETACH", 9),
+    ("BPF_PROG_TEST_RUN", 10),
+    ("BPF_PROG_GET_NEXT_ID", 11),
+    ("BPF_MAP_GET_NEXT_ID", 12),
+    ("BPF_PROG_GET_FD_BY_ID", 13),
+    ("BPF_MAP_GET_FD_BY_ID", 14),
+    ("BPF_OBJ_GET_INFO_BY_FD", 15),
+    ("BPF_PROG_QUERY", 16),
+    ("BPF_RAW_TRACEPOINT_OPEN", 17),
+    ("BPF_BTF_LOAD", 18),
+    ("BPF_BTF_GET_FD_BY_ID", 19),
+    ("BPF_TASK_FD_QUERY", 20),
+    ("BPF_MAP_LOOKUP_AND_DELETE_ELEM", 21),
+    ("BPF_MAP_FREEZE", 22),
+    ("BPF_BTF_GET_NEXT_ID", 23),
+    ("BPF_LINK_CREATE", 28),
+    ("BPF_LINK_UPDATE", 29),
+    ("BPF_LINK_GET_FD_BY_ID", 30),
+    ("BPF_LINK_GET_NEXT_ID", 31),
+    ("BPF_ENABLE_STATS", 32),
+    ("BPF_ITER_CREATE", 33),
+    ("BPF_LINK_DETACH", 34),
+    ("BPF_PROG_BIND_MAP", 35),
+    ("BPF_TOKEN_CREATE", 36),
+];
+
 /// `ptrace_access_check`'s `mode` bits (include/linux/ptrace.h).
 const PTRACE_MODE: &[(&str, u64)] = &[
     ("PTRACE_MODE_READ", 0x01),
@@ -125,6 +162,7 @@ fn tables() -> impl Iterator<Item = &'static (&'static str, u64)> {
     PTRACE
         .iter()
         .chain(PTRACE_MODE)
+        .chain(BPF_CMD)
         .chain(OPEN)
         .chain(CLONE)
         .chain(MISC)
@@ -193,6 +231,7 @@ const ARG_NAMES: &[(&str, &[&str])] = &[
     ("read", &["fd", "buf", "count"]),
     ("write", &["fd", "buf", "count"]),
     ("close", &["fd"]),
+    ("bpf", &["cmd", "attr", "size"]),
 ];
 
 /// Names accepted for the arguments of `syscall`, besides arg0..arg5.
@@ -231,6 +270,8 @@ mod tests {
         assert_eq!(value("PTRACE_ATTACHH"), None);
         assert_eq!(suggest("PTRACE_ATACH"), Some("PTRACE_ATTACH"));
         assert_eq!(value("PTRACE_MODE_ATTACH"), Some(2));
+        assert_eq!(value("BPF_PROG_LOAD"), Some(5));
+        assert_eq!(arg_index("bpf", "cmd"), Some(0));
         assert_eq!(errno("EACCES"), Some(libc::EACCES));
         assert_eq!(errno("EPREM"), None);
     }

@@ -16,14 +16,17 @@ pub enum Hook {
     Kill,
     /// `kernel_read_file` / `kernel_load_data`: loading a kernel module.
     Module,
+    /// `bpf`: the bpf() syscall (loading programs, creating maps, …).
+    Bpf,
 }
 
-pub const ALL: [Hook; 5] = [
+pub const ALL: [Hook; 6] = [
     Hook::Ptrace,
     Hook::Exec,
     Hook::Open,
     Hook::Kill,
     Hook::Module,
+    Hook::Bpf,
 ];
 
 /// How a hook argument is found at a fallback syscall's entry.
@@ -61,6 +64,7 @@ impl Hook {
             Hook::Open => "open",
             Hook::Kill => "kill",
             Hook::Module => "module",
+            Hook::Bpf => "bpf",
         }
     }
 
@@ -72,6 +76,7 @@ impl Hook {
             Hook::Open => "lsm/file_open",
             Hook::Kill => "lsm/task_kill",
             Hook::Module => "lsm/kernel_read_file",
+            Hook::Bpf => "lsm/bpf",
         }
     }
 
@@ -83,6 +88,7 @@ impl Hook {
             Hook::Open => H::REFLEX_HOOK_OPEN,
             Hook::Kill => H::REFLEX_HOOK_KILL,
             Hook::Module => H::REFLEX_HOOK_MODULE,
+            Hook::Bpf => H::REFLEX_HOOK_BPF,
         })
         .0 as i32
     }
@@ -97,6 +103,7 @@ impl Hook {
             Hook::Ptrace => &["target", "mode"],
             Hook::Kill => &["target", "sig"],
             Hook::Open => &["", "flags"],
+            Hook::Bpf => &["cmd"],
             Hook::Exec | Hook::Module => &[],
         }
     }
@@ -115,6 +122,7 @@ impl Hook {
             Hook::Exec => EXEC_FALLBACK,
             Hook::Open => OPEN_FALLBACK,
             Hook::Module => MODULE_FALLBACK,
+            Hook::Bpf => BPF_FALLBACK,
         }
     }
 }
@@ -152,6 +160,7 @@ const KILL_FALLBACK: &[Fallback] = &[
 const EXEC_FALLBACK: &[Fallback] = &[f("execve", &[]), f("execveat", &[])];
 const OPEN_FALLBACK: &[Fallback] = &[f("open", &[]), f("openat", &[]), f("creat", &[])];
 const MODULE_FALLBACK: &[Fallback] = &[f("init_module", &[]), f("finit_module", &[])];
+const BPF_FALLBACK: &[Fallback] = &[f("bpf", &[("cmd", 0)])];
 
 #[cfg(test)]
 mod tests {

@@ -25,6 +25,9 @@ usage: caller.py MODE ...
                     print {"signo": S, "code": C, "value": V, "child": PID}
   init_module       init_module() of 100 zero bytes (never a valid module),
                     print {"ret": R, "errno": E}
+  bpfload           bpf(BPF_PROG_LOAD) of a socket filter that returns 0,
+                    print {"ret": FD, "errno": E}
+  bpfmap            bpf(BPF_MAP_CREATE) of a one-entry array, print the same
 
 In handler and threads modes the call is ptrace(PTRACE_PEEKTEXT, 0, 0, 0): it
 fails with ESRCH and touches nothing; its syscall entry is what reflex watches.
@@ -222,6 +225,40 @@ def init_module_mode():
 
 
 SYS_INIT_MODULE = {"x86_64": 175, "aarch64": 105}[os.uname().machine]
+SYS_BPF = {"x86_64": 321, "aarch64": 280}[os.uname().machine]
+BPF_MAP_CREATE, BPF_PROG_LOAD = 0, 5
+
+
+def bpf(cmd, attr):
+    """bpf(cmd, attr): attr is a list of (offset, ctypes value) in a zeroed union bpf_attr."""
+    buf = ctypes.create_string_buffer(128)
+    for offset, value in attr:
+        ctypes.memmove(ctypes.addressof(buf) + offset, ctypes.addressof(value), ctypes.sizeof(value))
+    ret, err = syscall(SYS_BPF, cmd, ctypes.addressof(buf), 128)
+    if ret >= 0:
+        os.close(ret)
+    print(json.dumps({"ret": ret, "errno": err}), flush=True)
+
+
+def bpfload_mode():
+    # r0 = 0; exit
+    insns = ctypes.create_string_buffer(bytes([0xB7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]))
+    license = ctypes.create_string_buffer(b"GPL")
+    bpf(BPF_PROG_LOAD, [
+        (0, ctypes.c_uint32(1)),  # prog_type: BPF_PROG_TYPE_SOCKET_FILTER
+        (4, ctypes.c_uint32(2)),  # insn_cnt
+        (8, ctypes.c_uint64(ctypes.addressof(insns))),
+        (16, ctypes.c_uint64(ctypes.addressof(license))),
+    ])
+
+
+def bpfmap_mode():
+    bpf(BPF_MAP_CREATE, [
+        (0, ctypes.c_uint32(2)),  # map_type: BPF_MAP_TYPE_ARRAY
+        (4, ctypes.c_uint32(4)),  # key_size
+        (8, ctypes.c_uint32(4)),  # value_size
+        (12, ctypes.c_uint32(1)),  # max_entries
+    ])
 
 
 if __name__ == "__main__":
@@ -232,6 +269,8 @@ if __name__ == "__main__":
         "parentcatch": parentcatch_mode,
         "readmem": readmem_mode,
         "init_module": init_module_mode,
+        "bpfload": bpfload_mode,
+        "bpfmap": bpfmap_mode,
         "handler": handler_mode,
         "threads": threads_mode,
         "call": call_mode,

@@ -18,8 +18,8 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define PF_KTHREAD 0x00200000
-#define EPERM 1
-#define MAX_ERRNO 4095
+#define EPERM	   1
+#define MAX_ERRNO  4095
 
 /* Load-time configuration, set by user space before load. */
 const volatile __u32 reflex_tgid = 0; /* never signal ourselves */
@@ -927,6 +927,30 @@ int BPF_PROG(reflex_lsm_module_file, struct file *file, enum kernel_read_file_id
 	if (id != READING_MODULE)
 		return 0;
 	return on_hook(REFLEX_HOOK_MODULE, 0, 0, file);
+}
+
+/*
+ * The bpf() syscall. Linux 6.15 added a `kernel` flag before `ret`, so there
+ * are two programs and user space loads the one the kernel's BTF describes;
+ * commands the kernel issues itself (6.15+) are never refused.
+ */
+SEC("?lsm/bpf")
+int BPF_PROG(reflex_lsm_bpf, int cmd, union bpf_attr *attr, unsigned int size, int ret)
+{
+	if (ret)
+		return ret;
+	return on_hook(REFLEX_HOOK_BPF, cmd, 0, NULL);
+}
+
+SEC("?lsm/bpf")
+int BPF_PROG(reflex_lsm_bpf_kernel_flag, int cmd, union bpf_attr *attr, unsigned int size,
+	     bool kernel, int ret)
+{
+	if (ret)
+		return ret;
+	if (kernel)
+		return 0;
+	return on_hook(REFLEX_HOOK_BPF, cmd, 0, NULL);
 }
 
 SEC("?lsm/kernel_load_data")

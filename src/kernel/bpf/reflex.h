@@ -61,7 +61,8 @@ enum reflex_hook {
 	REFLEX_HOOK_KILL = 483,	  /* task_kill: arg0 target tgid, arg1 signal */
 	REFLEX_HOOK_MODULE = 484, /* kernel_read_file, kernel_load_data: a module */
 	REFLEX_HOOK_SAMPLE = 485, /* perf_event cpu-clock sampling: no arguments */
-	REFLEX_HOOK_END = 486,
+	REFLEX_HOOK_BPF = 486,	  /* bpf: arg0 the command (BPF_PROG_LOAD, ...) */
+	REFLEX_HOOK_END = 487,
 };
 
 /* What the kernel program did about a matched call. */
