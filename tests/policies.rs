@@ -122,11 +122,11 @@ impl Service {
 
     fn run(&mut self) {
         let _ = self.shell.wait();
-        let mut shell = Command::new(&self.exe)
-            .args(["-c", "(while :; do sleep 1; done) & echo $!; wait"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut shell = common::spawn(
+            Command::new(&self.exe)
+                .args(["-c", "(while :; do sleep 1; done) & echo $!; wait"])
+                .stdout(Stdio::piped()),
+        );
         let mut line = String::new();
         std::io::BufRead::read_line(
             &mut std::io::BufReader::new(shell.stdout.take().unwrap()),
@@ -564,7 +564,7 @@ fn reloads_under(how: &str) {
         "0",
     ]));
     let ppid = target.ppid.to_string();
-    let reflex = Reflex::start(&[
+    let mut reflex = Reflex::start(&[
         policy.arg(),
         "--ppid",
         &ppid,
@@ -575,8 +575,10 @@ fn reloads_under(how: &str) {
         how,
     ]);
     let caller = std::thread::spawn(move || target.go());
-    // Reload as fast as reflex takes it, alternating rule sets (and the
-    // getppid hook), by SIGHUP and by rewriting the file.
+    // Reload as fast as reflex takes it, by rewriting the file (alternating
+    // rule sets, and the getppid hook) and by SIGHUP, one reload after the
+    // other: changes paced by the clock instead were seen to alias with
+    // slow reloads in a VM, so that every reload read the same rule set.
     let started = Instant::now();
     let mut i = 0;
     while !caller.is_finished() && started.elapsed() < Duration::from_secs(60) {
@@ -586,7 +588,9 @@ fn reloads_under(how: &str) {
         } else {
             reflex.signal(nix::sys::signal::Signal::SIGHUP);
         }
-        std::thread::sleep(Duration::from_millis(15));
+        reflex.stderr.wait_for("a reload", |l| {
+            l.starts_with("reflex: reloaded") || l.starts_with("reflex: reload refused")
+        });
     }
     let (ended, _) = caller.join().unwrap();
     std::thread::sleep(Duration::from_millis(300));

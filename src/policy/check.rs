@@ -297,16 +297,23 @@ impl<'e> Checker<'e> {
         let selectors = self.selectors(r.selectors.as_ref(), file);
         let action = self.action(&r.action, file);
         let fallback = r.fallback.as_ref().and_then(|f| self.action(f, file));
-        if let (Some(Action::Deny { .. }), None) = (&action, hook) {
+        // A rule that names an unknown hook has its error already.
+        let syscall_rule = r.hook.is_none();
+        if let (Some(Action::Deny { .. }), true) = (&action, syscall_rule) {
+            let others: Vec<&str> = hooks::ALL[1..].iter().map(|h| h.name()).collect();
             self.error(
                 Location::of(file, &r.action.referenced),
-                "deny refuses an operation at a security hook: write `hook: ptrace` (or exec, \
-                 open, kill, module) instead of `syscall:`, or use kill to signal at syscall entry",
+                format!(
+                    "deny refuses an operation at a security hook: write `hook: ptrace` (or {}) \
+                     instead of `syscall:`, or use kill to signal at syscall entry",
+                    others.join(", ")
+                ),
             );
         }
         if let Some(f) = &r.fallback {
             let at = Location::of(file, &f.referenced);
             match (hook, &fallback) {
+                (None, _) if !syscall_rule => {}
                 (None, _) => self.error(
                     at,
                     "fallback is for hook rules (where BPF-LSM is refused); a syscall rule needs none",
@@ -638,8 +645,11 @@ impl<'e> Checker<'e> {
             (None, None) => {
                 self.error(
                     at.clone(),
-                    "the rule has no trigger: add `syscall: NAME`, `hook: ptrace|exec|open|kill|module|bpf` \
-                     or `sample: {frequency: HZ}`",
+                    format!(
+                        "the rule has no trigger: add `syscall: NAME`, `hook: {}` or \
+                         `sample: {{frequency: HZ}}`",
+                        hooks::ALL.map(Hook::name).join("|")
+                    ),
                 );
                 (Vec::new(), None)
             }
@@ -1460,6 +1470,23 @@ mod tests {
         assert_eq!(p.protect.executables.len(), 1);
         assert!(p.protect.tracks_processes());
         assert_eq!(r.at.to_string(), "p.yaml:6:11");
+    }
+
+    #[test]
+    fn an_unknown_hook_is_one_error_not_three() {
+        let e = one_error(&format!(
+            "{HEAD}    hook: bfp\n    action: deny\n    fallback: kill\n"
+        ));
+        assert_eq!(
+            e,
+            "p.yaml:3:11: error: unknown hook 'bfp' — did you mean 'bpf'?: hooks are ptrace, \
+             exec, open, kill, module, bpf"
+        );
+        let e = one_error(&format!("{HEAD}    syscall: bpf\n    action: deny\n"));
+        assert!(
+            e.contains("write `hook: ptrace` (or exec, open, kill, module, bpf)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -16,6 +16,23 @@ use std::time::{Duration, Instant};
 pub const REFLEX: &str = env!("CARGO_BIN_EXE_reflex");
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// `cmd.spawn()`, again while the executable is "busy" (ETXTBSY): a test's
+/// fresh copy of an executable is, while a child forked meanwhile by another
+/// test still holds the copy's write descriptor, until that child execs.
+#[track_caller]
+pub fn spawn(cmd: &mut Command) -> Child {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match cmd.spawn() {
+            Ok(child) => return child,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot start {cmd:?}: {e}"),
+        }
+    }
+}
+
 /// A long-lived process for a test to aim at: `argv` with "3600" appended
 /// (a sleep, or a copy of one). Killed and reaped on drop, so a failing
 /// assertion leaves nothing behind; an hour, so that it outlives any test
@@ -24,12 +41,7 @@ pub struct Sleeper(Child);
 
 impl Sleeper {
     pub fn spawn(argv: &[&str]) -> Sleeper {
-        let child = Command::new(argv[0])
-            .args(&argv[1..])
-            .arg("3600")
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {argv:?}: {e}"));
-        Sleeper(child)
+        Sleeper(spawn(Command::new(argv[0]).args(&argv[1..]).arg("3600")))
     }
 
     pub fn pid(&self) -> u32 {
@@ -515,11 +527,13 @@ pub fn kernel_offers(row: &str) -> bool {
     let ok = status == "ok";
     if let Some(notes) = std::env::var_os("REFLEX_TEST_NOTES") {
         let test = thread::current().name().unwrap_or("?").to_string();
+        // One write of the whole line: tests run in parallel.
+        let line = format!("{test}\t{row}\t{status}\n");
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&notes)
-            .and_then(|mut f| writeln!(f, "{test}\t{row}\t{status}"))
+            .and_then(|mut f| f.write_all(line.as_bytes()))
             .unwrap_or_else(|e| panic!("REFLEX_TEST_NOTES={notes:?}: {e}"));
     }
     ok
