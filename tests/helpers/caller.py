@@ -35,6 +35,7 @@ fails with ESRCH and touches nothing; its syscall entry is what reflex watches.
 import ctypes
 import json
 import os
+import resource
 import signal
 import sys
 import threading
@@ -231,6 +232,12 @@ BPF_MAP_CREATE, BPF_PROG_LOAD = 0, 5
 
 def bpf(cmd, attr):
     """bpf(cmd, attr): attr is a list of (offset, ctypes value) in a zeroed union bpf_attr."""
+    # Before 5.11 BPF memory counts against RLIMIT_MEMLOCK: EPERM past it.
+    try:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (ValueError, OSError):  # a hard limit we may not raise: take all of it
+        hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (hard, hard))
     buf = ctypes.create_string_buffer(128)
     for offset, value in attr:
         ctypes.memmove(ctypes.addressof(buf) + offset, ctypes.addressof(value), ctypes.sizeof(value))
