@@ -338,8 +338,8 @@ impl Misses {
             tracing::warn!(
                 "the kernel did not run reflex's program for {} hook hits since the last \
                  report: another run of it was in progress on the same CPU (on kernels that \
-                 preempt programs on syscall hooks, such as Debian's 7.3); those calls were \
-                 not answered",
+                 preempt programs on syscall hooks, such as Debian's 7.3); reflex did not \
+                 see those calls",
                 now - self.seen
             );
             self.seen = now;

@@ -286,14 +286,17 @@ pub fn kfuncs(names: &[&str]) -> bool {
 
 /// Whether the kernel's `bpf` LSM hook has the `kernel` flag of Linux 6.15
 /// (`bpf_lsm_bpf(cmd, attr, size, kernel)`): its programs find `ret` one
-/// argument further.
+/// argument further. Asked once per process (the kernel's BTF is megabytes).
 pub fn bpf_hook_has_kernel_flag() -> bool {
     use libbpf_rs::btf::ReferencesType;
     use libbpf_rs::btf::types::{Func, FuncProto};
-    libbpf_rs::btf::Btf::from_vmlinux().ok().is_some_and(|btf| {
-        btf.type_by_name::<Func<'_>>("bpf_lsm_bpf")
-            .and_then(|f| FuncProto::try_from(f.referenced_type()).ok())
-            .is_some_and(|proto| proto.len() >= 4)
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        libbpf_rs::btf::Btf::from_vmlinux().ok().is_some_and(|btf| {
+            btf.type_by_name::<Func<'_>>("bpf_lsm_bpf")
+                .and_then(|f| FuncProto::try_from(f.referenced_type()).ok())
+                .is_some_and(|proto| proto.len() >= 4)
+        })
     })
 }
 

@@ -45,7 +45,7 @@ impl fmt::Display for Summary {
             write!(
                 f,
                 " (the kernel did not run reflex's program for these hook hits: another run of \
-                 it was in progress on the same CPU; those calls were not answered)"
+                 it was in progress on the same CPU; reflex did not see those calls)"
             )?;
         }
         if self.undecodable > 0 {

@@ -931,15 +931,24 @@ int BPF_PROG(reflex_lsm_module_file, struct file *file, enum kernel_read_file_id
 
 /*
  * The bpf() syscall. Linux 6.15 added a `kernel` flag before `ret`, so there
- * are two programs and user space loads the one the kernel's BTF describes;
- * commands the kernel issues itself (6.15+) are never refused.
+ * are two programs and user space loads the one the kernel's BTF describes.
+ * Commands the kernel issues itself (6.15+) and reflex's own (its map reads
+ * and writes, which would otherwise each be a "skipped" event) are not
+ * rules' business.
  */
+static __always_inline int on_bpf(int cmd)
+{
+	if ((bpf_get_current_pid_tgid() >> 32) == reflex_tgid)
+		return 0;
+	return on_hook(REFLEX_HOOK_BPF, cmd, 0, NULL);
+}
+
 SEC("?lsm/bpf")
 int BPF_PROG(reflex_lsm_bpf, int cmd, union bpf_attr *attr, unsigned int size, int ret)
 {
 	if (ret)
 		return ret;
-	return on_hook(REFLEX_HOOK_BPF, cmd, 0, NULL);
+	return on_bpf(cmd);
 }
 
 SEC("?lsm/bpf")
@@ -950,7 +959,7 @@ int BPF_PROG(reflex_lsm_bpf_kernel_flag, int cmd, union bpf_attr *attr, unsigned
 		return ret;
 	if (kernel)
 		return 0;
-	return on_hook(REFLEX_HOOK_BPF, cmd, 0, NULL);
+	return on_bpf(cmd);
 }
 
 SEC("?lsm/kernel_load_data")
