@@ -328,3 +328,66 @@ fn another_task_gets_the_signal_with_a_value() {
     assert_eq!(e["pid"], r["child"]);
     assert_eq!(e["action"], "signalled");
 }
+
+/// A rate rule of `name`: more than 5 getppid calls a minute from one process.
+fn rated_getppid(name: &str) -> String {
+    format!(
+        "rules:\n  - {{name: {name}, syscall: getppid, rate: {{over: 5, per: 1m, by: process}}, action: audit}}\n"
+    )
+}
+
+#[test]
+fn a_reload_starts_rate_counts_afresh() {
+    if !root_or_skip("a_reload_starts_rate_counts_afresh") {
+        return;
+    }
+    // 8 calls under rule a (it answers the last 3), two reloads (the second
+    // puts rule c in a's slot and place), 8 more calls: c counts its own, so
+    // it too answers 3, not all 8 on top of a's count.
+    let gate = tempfile::tempdir().unwrap();
+    let policy = PolicyFile::new(&rated_getppid("a"));
+    let target = launch(&caller_cmd(&[
+        "phases",
+        "8",
+        gate.path().to_str().unwrap(),
+        "8",
+        &sysno("getppid"),
+    ]));
+    let ppid = target.ppid.to_string();
+    let mut reflex = Reflex::start(&[policy.arg(), "--ppid", &ppid, "--json"]);
+    let caller = std::thread::spawn(move || target.go());
+    let first = gate.path().join("first");
+    let started = Instant::now();
+    while !first.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60) && !caller.is_finished(),
+            "the caller's first phase did not end"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for name in ["b", "c"] {
+        // The file watcher alone: one reload per change.
+        policy.rewrite(&rated_getppid(name));
+        let line = reflex.stderr.wait_for("a reload", |l| {
+            l.starts_with("reflex: reloaded") || l.starts_with("reflex: reload refused")
+        });
+        assert!(line.starts_with("reflex: reloaded"), "{line}");
+    }
+    std::fs::write(gate.path().join("second"), "").unwrap();
+    let (ended, _) = caller.join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = reflex.stop();
+    assert_eq!(ended, Ended::Exit(0));
+    let events = out.json();
+    let count = |rule: &str| events.iter().filter(|e| e["rule"] == rule).count();
+    assert_eq!(
+        (count("a"), count("b"), count("c")),
+        (3, 0, 3),
+        "{events:#?}"
+    );
+    let counts: Vec<u64> = events
+        .iter()
+        .map(|e| e["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [6, 7, 8, 6, 7, 8], "{events:#?}");
+}

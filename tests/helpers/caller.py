@@ -16,6 +16,9 @@ usage: caller.py MODE ...
                     make it N times as fast as it can, print {"calls": N}
   paced N SECONDS NR [ARG...]
                     make it N times, spread evenly over about SECONDS
+  phases N DIR M NR [ARG...]
+                    make it N times, create DIR/first, wait for DIR/second,
+                    make it M more times, print {"calls": N + M}
   readmem PID       read a byte of /proc/PID/mem, print {"errno": E}
   slowread MS       read from a pipe that gets data after MS ms (SIGQUIT
                     caught), print {"caught": [...], "took_ms": T}
@@ -135,6 +138,23 @@ def paced_mode():
             due = start + seconds * (i + 1) / n
             time.sleep(max(0.0, due - time.monotonic()))
     print(json.dumps({"calls": n}), flush=True)
+
+
+def phases_mode():
+    # N calls, then `DIR/first` made; once `DIR/second` exists, M calls.
+    n, gate, m = int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    nr, args = int(sys.argv[5]), [int(a, 0) for a in sys.argv[6:]]
+    for _ in range(n):
+        syscall(nr, *args)
+    open(os.path.join(gate, "first"), "w").close()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.path.join(gate, "second")):
+        if time.monotonic() > deadline:
+            sys.exit("phases: no go-ahead for the second phase in 60 s")
+        time.sleep(0.01)
+    for _ in range(m):
+        syscall(nr, *args)
+    print(json.dumps({"calls": n + m}), flush=True)
 
 
 def readmem_mode():
@@ -283,5 +303,6 @@ if __name__ == "__main__":
         "call": call_mode,
         "repeat": repeat_mode,
         "paced": paced_mode,
+        "phases": phases_mode,
     }
     modes[sys.argv[1]]()

@@ -184,7 +184,7 @@ struct {
 	__type(value, struct reflex_start);
 } starts SEC(".maps");
 
-/* Rate conditions: calls per (rule, group) in the current window. */
+/* Rate conditions: calls per (install's rule, group) in the current window. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, REFLEX_MAX_RATES);
@@ -398,13 +398,12 @@ static __always_inline __u64 rate_group(__u8 by, struct task_struct *task, __u32
 
 /* Counts this call against the rule's rate; the count so far in the window
  * (the rule acts only past `rate_over`). */
-static __always_inline __u64 rate_count(const struct reflex_rule *rule, __u32 set,
-					struct task_struct *task, __u32 tgid, __u32 ppid)
+static __always_inline __u64 rate_count(const struct reflex_rule *rule, struct task_struct *task,
+					__u32 tgid, __u32 ppid)
 {
 	struct reflex_rate_key key = {
 		.rule = rule->id,
-		.set = set,
-		.by = rule->rate_by,
+		.generation = rule->generation,
 		.group = rate_group(rule->rate_by, task, tgid, ppid),
 	};
 	__u64 now = bpf_ktime_get_ns();
@@ -467,7 +466,7 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 	long ret = 0;
 
 	if (rule->rate_window_ns) {
-		rated = rate_count(rule, set, task, tgid, ppid);
+		rated = rate_count(rule, task, tgid, ppid);
 		if (rated <= rule->rate_over)
 			return 0; /* under the rate: not an event */
 	}

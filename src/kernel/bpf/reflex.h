@@ -44,7 +44,7 @@ enum reflex_limit {
 	REFLEX_CGROUP_LEVELS = 16,
 	/* Threads whose timed syscall is in flight. */
 	REFLEX_MAX_TIMED = 65536,
-	/* (rule, group) rate counters. */
+	/* (install's rule, group) rate counters. */
 	REFLEX_MAX_RATES = 16384,
 	/* Processes paused, awaiting their SIGCONT. */
 	REFLEX_MAX_PAUSED = 4096,
@@ -247,11 +247,12 @@ struct reflex_pause {
 	__u32 generation; /* of the rule, for its name */
 };
 
+/* A rate counter belongs to one install's rule: a reload starts every count
+ * afresh (keyed by set slot, a rule installed two reloads later in the same
+ * slot and index would inherit it). The rule fixes what `group` is. */
 struct reflex_rate_key {
 	__u32 rule;
-	__u8 set;
-	__u8 by;
-	__u16 _pad;
+	__u32 generation;
 	__u64 group;
 };
 
