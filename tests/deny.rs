@@ -210,41 +210,62 @@ fn deny_kills_of_guarded_services() {
     let exe = dir.path().join("guarded-service");
     std::fs::copy("/bin/sleep", &exe).unwrap();
     let exe = exe.to_str().unwrap().to_string();
-    let mut service = Sleeper::spawn(&[&exe]);
     let env = [("REFLEX_GUARDED", exe.as_str())];
-    let target = launch(&caller_cmd(&[
-        "call",
-        &sysno("kill"),
-        &service.pid().to_string(),
-        "9",
-    ]));
-    let ppid = target.ppid.to_string();
-    let reflex = Reflex::start_with_env(
-        &[&example("guard-services.yaml"), "--ppid", &ppid, "--json"],
-        &env,
-    );
-    let (ended, _) = target.go();
-    let out = reflex.stop();
-    let events = out.json();
-    // Either way the killer is stopped and the event names the rule.
-    assert_eq!(ended, Ended::Stopped(SIGSTOP), "{:?}", out.stderr);
-    assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0]["rule"], "guard-services");
-    assert_eq!(events[0]["signal"], "SIGSTOP");
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let alive = service.alive();
-    if lsm_available() {
-        assert_eq!(events[0]["action"], "denied");
-        assert_eq!(events[0]["errno"], "EPERM");
-        assert!(alive, "the kill was refused: the service lives");
-    } else {
-        assert_eq!(events[0]["action"], "signalled");
-        assert!(
-            out.stderr
-                .iter()
-                .any(|l| l.starts_with("reflex: DEGRADED: rule 'guard-services'"))
+    // kill and tkill take the target first and the signal second, tgkill the
+    // target first and the signal third: the fallback reads each where it is.
+    for syscall in ["kill", "tkill", "tgkill"] {
+        let mut service = Sleeper::spawn(&[&exe]);
+        let pid = service.pid().to_string();
+        let mut call = vec!["call".to_string(), sysno(syscall), pid.clone()];
+        if syscall == "tgkill" {
+            call.push(pid.clone());
+        }
+        call.push("9".into());
+        let call: Vec<&str> = call.iter().map(String::as_str).collect();
+        let target = launch(&caller_cmd(&call));
+        let ppid = target.ppid.to_string();
+        let reflex = Reflex::start_with_env(
+            &[&example("guard-services.yaml"), "--ppid", &ppid, "--json"],
+            &env,
         );
-        assert!(!alive, "at syscall entry the kill still happens");
+        let (ended, _) = target.go();
+        let out = reflex.stop();
+        let events = out.json();
+        // Either way the killer is stopped and the event names the rule.
+        assert_eq!(
+            ended,
+            Ended::Stopped(SIGSTOP),
+            "{syscall}: {:?}",
+            out.stderr
+        );
+        assert_eq!(events.len(), 1, "{syscall}: {events:?}");
+        assert!(
+            events[0]["rule"]
+                .as_str()
+                .unwrap()
+                .starts_with("guard-services"),
+            "{syscall}: {events:?}"
+        );
+        assert_eq!(events[0]["signal"], "SIGSTOP");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let alive = service.alive();
+        if lsm_available() {
+            assert_eq!(events[0]["action"], "denied");
+            assert_eq!(events[0]["errno"], "EPERM");
+            assert!(alive, "{syscall}: the kill was refused: the service lives");
+        } else {
+            assert_eq!(events[0]["action"], "signalled");
+            assert_eq!(events[0]["syscall"], syscall);
+            assert!(
+                out.stderr
+                    .iter()
+                    .any(|l| l.starts_with("reflex: DEGRADED: rule 'guard-services'")
+                        && l.contains("pidfd_send_signal")),
+                "{:?}",
+                out.stderr
+            );
+            assert!(!alive, "{syscall}: at syscall entry the kill still happens");
+        }
     }
 }
 

@@ -48,12 +48,13 @@ pub fn without_lsm(
                 out.rules.extend(translate(rule, hook, fallback, arch));
                 notes.push(format!(
                     "rule '{}' degraded: BPF-LSM is refused ({why}), so instead of {} at {} it \
-                     sends {} at the entry of {} — the operation itself is not refused",
+                     sends {} at the entry of {} — the operation itself is not refused{}",
                     rule.name,
                     rule.action.describe(),
                     hook.lsm(),
                     fallback.describe(),
-                    syscalls_of(hook).join(", ")
+                    syscalls_of(hook).join(", "),
+                    unseen(hook),
                 ));
             }
         }
@@ -62,6 +63,17 @@ pub fn without_lsm(
         Ok((out, notes))
     } else {
         Err(Diagnostics(errors))
+    }
+}
+
+/// What the hook guards that no syscall of its fallback shows.
+fn unseen(hook: Hook) -> &'static str {
+    match hook {
+        Hook::Kill => {
+            ", and pidfd_send_signal (its target is a descriptor) and a tkill aimed at a thread \
+             other than the main one are not seen"
+        }
+        _ => "",
     }
 }
 
@@ -201,10 +213,10 @@ mod tests {
         ));
         let (d, notes) = without_lsm(&p, "refused", Arch::X86_64).unwrap();
         let names: Vec<&str> = d.rules.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["guard", "guard@tgkill", "plain"]);
+        assert_eq!(names, ["guard", "guard@tgkill+rt_tgsigqueueinfo", "plain"]);
         let kill = &d.rules[0];
         let on: Vec<&str> = kill.syscalls.iter().map(|s| s.name).collect();
-        assert_eq!(on, ["kill", "rt_sigqueueinfo"]);
+        assert_eq!(on, ["kill", "tkill", "rt_sigqueueinfo"]);
         assert_eq!(kill.args[0].index, 0);
         assert_eq!(kill.args[0].cond, ArgCond::Protected { negate: false });
         assert_eq!(kill.args[1].index, 1);
@@ -215,7 +227,8 @@ mod tests {
         assert!(d.rules.iter().all(|r| r.hook.is_none()));
         assert_eq!(notes.len(), 1);
         assert!(
-            notes[0].contains("the operation itself is not refused"),
+            notes[0].contains("the operation itself is not refused")
+                && notes[0].contains("pidfd_send_signal"),
             "{}",
             notes[0]
         );

@@ -494,6 +494,8 @@ pub fn sysno(name: &str) -> String {
     match name {
         "ptrace" => libc::SYS_ptrace,
         "kill" => libc::SYS_kill,
+        "tkill" => libc::SYS_tkill,
+        "tgkill" => libc::SYS_tgkill,
         "getppid" => libc::SYS_getppid,
         "getpid" => libc::SYS_getpid,
         other => panic!("add {other} to sysno()"),
