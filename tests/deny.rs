@@ -270,6 +270,61 @@ fn deny_kills_of_guarded_services() {
 }
 
 #[test]
+fn deny_kills_by_pidfd() {
+    if !root_or_skip("deny_kills_by_pidfd") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("guarded-service");
+    std::fs::copy("/bin/sleep", &exe).unwrap();
+    let exe = exe.to_str().unwrap().to_string();
+    let env = [("REFLEX_GUARDED", exe.as_str())];
+    // A rule that names no `target` reads the same at pidfd_send_signal as
+    // anywhere; one that does (guard-services) cannot read it there.
+    let no_sigkill = dir.path().join("no-sigkill.yaml");
+    std::fs::write(
+        &no_sigkill,
+        "rules:\n  - name: no-sigkill\n    hook: kill\n    args: {sig: SIGKILL}\n    \
+         action: {deny: EPERM, signal: SIGSTOP}\n    fallback: {signal: SIGSTOP}\n",
+    )
+    .unwrap();
+    let guard = example("guard-services.yaml");
+    for policy in [no_sigkill.to_str().unwrap(), guard.as_str()] {
+        let mut service = Sleeper::spawn(&[&exe]);
+        let pid = service.pid().to_string();
+        let (ended, printed, events, stderr) =
+            under(policy, &env, &caller_cmd(&["pidfdkill", &pid, "9"]));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let alive = service.alive();
+        if lsm_available() {
+            // task_kill sees every way of sending a signal.
+            assert_eq!(ended, Ended::Stopped(SIGSTOP), "{policy}: {stderr:?}");
+            assert_denied(&events, "lsm/task_kill");
+            assert!(alive, "{policy}: the kill was refused: the service lives");
+        } else if policy == guard {
+            // Left out of the fallback, and reflex said so at start.
+            let r: serde_json::Value = serde_json::from_str(&printed[0]).unwrap();
+            assert_eq!((ended, r["errno"].as_i64()), (Ended::Exit(0), Some(0)));
+            assert!(events.is_empty(), "{events:?}");
+            assert!(
+                stderr
+                    .iter()
+                    .any(|l| l.starts_with("reflex: DEGRADED: rule 'guard-services'")
+                        && l.contains("pidfd_send_signal cannot show what it matches")),
+                "{stderr:?}"
+            );
+            assert!(!alive);
+        } else {
+            assert_eq!(ended, Ended::Stopped(SIGSTOP), "{policy}: {stderr:?}");
+            assert_eq!(events.len(), 1, "{events:?}");
+            assert_eq!(events[0]["action"], "signalled");
+            assert_eq!(events[0]["syscall"], "pidfd_send_signal");
+            assert!(!alive, "at syscall entry the kill still happens");
+        }
+    }
+}
+
+#[test]
 fn deny_bpf_program_loading() {
     if !root_or_skip("deny_bpf_program_loading") {
         return;

@@ -45,17 +45,31 @@ pub fn without_lsm(
                 ),
             )),
             Some(fallback) => {
-                out.rules.extend(translate(rule, hook, fallback, arch));
+                let (rules, unseen) = translate(rule, hook, fallback, arch);
+                let on: Vec<&str> = rules
+                    .iter()
+                    .flat_map(|r| r.syscalls.iter().map(|s| s.name))
+                    .collect();
                 notes.push(format!(
                     "rule '{}' degraded: BPF-LSM is refused ({why}), so instead of {} at {} it \
-                     sends {} at the entry of {} — the operation itself is not refused{}",
+                     sends {} at the entry of {} — the operation itself is not refused{}{}",
                     rule.name,
                     rule.action.describe(),
                     hook.lsm(),
                     fallback.describe(),
-                    syscalls_of(hook).join(", "),
-                    unseen(hook),
+                    on.join(", "),
+                    if unseen.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            ", and {} cannot show what it matches and {} not seen",
+                            unseen.join(", "),
+                            if unseen.len() == 1 { "is" } else { "are" }
+                        )
+                    },
+                    thread_gap(rule, hook),
                 ));
+                out.rules.extend(rules);
             }
         }
     }
@@ -66,14 +80,17 @@ pub fn without_lsm(
     }
 }
 
-/// What the hook guards that no syscall of its fallback shows.
-fn unseen(hook: Hook) -> &'static str {
-    match hook {
-        Hook::Kill => {
-            ", and pidfd_send_signal (its target is a descriptor) and a tkill aimed at a thread \
-             other than the main one are not seen"
-        }
-        _ => "",
+/// tkill names a thread: a `target` reads as the process there only for the
+/// main thread, whose id is the pid.
+fn thread_gap(rule: &Rule, hook: Hook) -> &'static str {
+    let names_target = rule
+        .args
+        .iter()
+        .any(|m| hook.arg_names().get(usize::from(m.index)) == Some(&"target"));
+    if hook == Hook::Kill && names_target {
+        "; a tkill aimed at a thread other than the main one is not seen either"
+    } else {
+        ""
     }
 }
 
@@ -90,7 +107,7 @@ const PTRACE_MODE_ATTACH: u64 = 0x02;
 
 /// A hook rule's argument matchers as they read at a fallback syscall, or
 /// None if the syscall cannot show what the rule matches.
-fn at_syscall(rule: &Rule, hook: Hook, f: &Fallback) -> Vec<ArgMatch> {
+fn at_syscall(rule: &Rule, hook: Hook, f: &Fallback) -> Option<Vec<ArgMatch>> {
     let mut out = Vec::new();
     for m in &rule.args {
         let name = hook.arg_names()[usize::from(m.index)];
@@ -108,35 +125,40 @@ fn at_syscall(rule: &Rule, hook: Hook, f: &Fallback) -> Vec<ArgMatch> {
             }
             continue;
         }
-        let index = f
-            .args
-            .iter()
-            .find(|(a, _)| *a == name)
-            .map(|(_, i)| *i)
-            .expect("checked by fallback_translates");
+        let index = f.args.iter().find(|(a, _)| *a == name).map(|(_, i)| *i)?;
         out.push(ArgMatch { index, ..m.clone() });
     }
-    out
+    Some(out)
 }
 
-/// The syscall form of a hook rule. The checker made sure every argument it
-/// matches can be read at each fallback syscall (`fallback_translates`).
-/// Matchers may read differently at different syscalls (`sig` is kill's
-/// second argument, tgkill's third): one rule per reading, the first keeping
-/// the rule's name, the others named `name@syscalls`.
-fn translate(rule: &Rule, hook: Hook, fallback: Action, arch: Arch) -> Vec<Rule> {
+/// The syscall form of a hook rule, and the fallback syscalls left out
+/// because they cannot show an argument it matches (the checker made sure at
+/// least one can: `fallback_translates`). Matchers may read differently at
+/// different syscalls (`sig` is kill's second argument, tgkill's third): one
+/// rule per reading, the first keeping the rule's name, the others named
+/// `name@syscalls`.
+fn translate(
+    rule: &Rule,
+    hook: Hook,
+    fallback: Action,
+    arch: Arch,
+) -> (Vec<Rule>, Vec<&'static str>) {
     let mut groups: Vec<(Vec<ArgMatch>, Vec<Syscall>)> = Vec::new();
+    let mut unseen = Vec::new();
     for f in hook.fallback() {
-        let args = at_syscall(rule, hook, f);
         let Ok((name, nr)) = syscall::resolve(arch, f.syscall) else {
             continue; // not on this architecture
+        };
+        let Some(args) = at_syscall(rule, hook, f) else {
+            unseen.push(name);
+            continue;
         };
         match groups.iter_mut().find(|(a, _)| *a == args) {
             Some((_, syscalls)) => syscalls.push(Syscall { name, nr }),
             None => groups.push((args, vec![Syscall { name, nr }])),
         }
     }
-    groups
+    let rules = groups
         .into_iter()
         .enumerate()
         .map(|(i, (args, syscalls))| Rule {
@@ -154,7 +176,8 @@ fn translate(rule: &Rule, hook: Hook, fallback: Action, arch: Arch) -> Vec<Rule>
             action: fallback,
             ..rule.clone()
         })
-        .collect()
+        .collect();
+    (rules, unseen)
 }
 
 #[cfg(test)]
@@ -228,9 +251,25 @@ mod tests {
         assert_eq!(notes.len(), 1);
         assert!(
             notes[0].contains("the operation itself is not refused")
-                && notes[0].contains("pidfd_send_signal"),
+                && notes[0].contains("and pidfd_send_signal cannot show what it matches")
+                && notes[0].contains("a tkill aimed at a thread"),
             "{}",
             notes[0]
         );
+    }
+
+    #[test]
+    fn a_kill_rule_without_a_target_sees_every_kill_call() {
+        let p = policy(concat!(
+            "rules:\n",
+            "  - {name: no-kill9, hook: kill, args: {sig: SIGKILL}, action: deny, fallback: kill}\n",
+        ));
+        let (d, notes) = without_lsm(&p, "refused", Arch::X86_64).unwrap();
+        let on: Vec<&str> = d.rules[0].syscalls.iter().map(|s| s.name).collect();
+        assert_eq!(
+            on,
+            ["kill", "tkill", "rt_sigqueueinfo", "pidfd_send_signal"]
+        );
+        assert!(!notes[0].contains("not seen"), "{}", notes[0]);
     }
 }

@@ -154,13 +154,14 @@ const PTRACE_FALLBACK: &[Fallback] = &[
 ];
 // tkill names a thread: its `target` reads as the process only for the main
 // thread (whose id is the pid). pidfd_send_signal names its target by a file
-// descriptor, which no matcher can read: it is not among them (README).
+// descriptor: a rule that matches `target` leaves it out (and says so).
 const KILL_FALLBACK: &[Fallback] = &[
     f("kill", &[("target", 0), ("sig", 1)]),
     f("tkill", &[("target", 0), ("sig", 1)]),
     f("tgkill", &[("target", 0), ("sig", 2)]),
     f("rt_sigqueueinfo", &[("target", 0), ("sig", 1)]),
     f("rt_tgsigqueueinfo", &[("target", 0), ("sig", 2)]),
+    f("pidfd_send_signal", &[("sig", 1)]),
 ];
 const EXEC_FALLBACK: &[Fallback] = &[f("execve", &[]), f("execveat", &[])];
 const OPEN_FALLBACK: &[Fallback] = &[f("open", &[]), f("openat", &[]), f("creat", &[])];

@@ -19,6 +19,8 @@ usage: caller.py MODE ...
   phases N DIR M NR [ARG...]
                     make it N times, create DIR/first, wait for DIR/second,
                     make it M more times, print {"calls": N + M}
+  pidfdkill PID SIG pidfd_open(PID), then pidfd_send_signal(fd, SIG), print
+                    {"ret": R, "errno": E}
   readmem PID       read a byte of /proc/PID/mem, print {"errno": E}
   slowread MS       read from a pipe that gets data after MS ms (SIGQUIT
                     caught), print {"caught": [...], "took_ms": T}
@@ -118,6 +120,16 @@ def call_mode():
     for nr, *args in calls:
         ret, err = syscall(nr, *args)
         print(json.dumps({"ret": ret, "errno": err}), flush=True)
+
+
+def pidfdkill_mode():
+    fd = os.pidfd_open(int(sys.argv[2]))
+    try:
+        signal.pidfd_send_signal(fd, int(sys.argv[3]))
+        ret, err = 0, 0
+    except OSError as e:
+        ret, err = -1, e.errno
+    print(json.dumps({"ret": ret, "errno": err}), flush=True)
 
 
 def repeat_mode():
@@ -301,6 +313,7 @@ if __name__ == "__main__":
         "handler": handler_mode,
         "threads": threads_mode,
         "call": call_mode,
+        "pidfdkill": pidfdkill_mode,
         "repeat": repeat_mode,
         "paced": paced_mode,
         "phases": phases_mode,
