@@ -201,15 +201,21 @@ fn deny_exec_and_module_loading() {
     assert_eq!(events[0]["rule"], "refuse-module-loading");
 }
 
+/// A copy of sleep in `dir`: the executable guard-services.yaml protects
+/// when REFLEX_GUARDED names it.
+fn guarded_service(dir: &tempfile::TempDir) -> String {
+    let exe = dir.path().join("guarded-service");
+    std::fs::copy("/bin/sleep", &exe).unwrap();
+    exe.to_str().unwrap().to_string()
+}
+
 #[test]
 fn deny_kills_of_guarded_services() {
     if !root_or_skip("deny_kills_of_guarded_services") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let exe = dir.path().join("guarded-service");
-    std::fs::copy("/bin/sleep", &exe).unwrap();
-    let exe = exe.to_str().unwrap().to_string();
+    let exe = guarded_service(&dir);
     let env = [("REFLEX_GUARDED", exe.as_str())];
     // kill and tkill take the target first and the signal second, tgkill the
     // target first and the signal third: the fallback reads each where it is.
@@ -275,9 +281,7 @@ fn deny_kills_by_pidfd() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let exe = dir.path().join("guarded-service");
-    std::fs::copy("/bin/sleep", &exe).unwrap();
-    let exe = exe.to_str().unwrap().to_string();
+    let exe = guarded_service(&dir);
     let env = [("REFLEX_GUARDED", exe.as_str())];
     // A rule that names no `target` reads the same at pidfd_send_signal as
     // anywhere; one that does (guard-services) cannot read it there.
