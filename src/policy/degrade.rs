@@ -67,7 +67,7 @@ pub fn without_lsm(
                             if unseen.len() == 1 { "is" } else { "are" }
                         )
                     },
-                    thread_gap(rule, hook),
+                    by_thread(rule, hook, &on),
                 ));
                 out.rules.extend(rules);
             }
@@ -80,17 +80,26 @@ pub fn without_lsm(
     }
 }
 
-/// tkill names a thread: a `target` reads as the process there only for the
-/// main thread, whose id is the pid.
-fn thread_gap(rule: &Rule, hook: Hook) -> &'static str {
+/// What a rule matching `target` misses at the syscalls it falls back to
+/// whose target is a thread: the threads other than the main one.
+fn by_thread(rule: &Rule, hook: Hook, on: &[&str]) -> String {
     let names_target = rule
         .args
         .iter()
         .any(|m| hook.arg_names().get(usize::from(m.index)) == Some(&"target"));
-    if hook == Hook::Kill && names_target {
-        "; a tkill aimed at a thread other than the main one is not seen either"
+    let thread: Vec<&str> = hook
+        .fallback()
+        .iter()
+        .filter(|f| names_target && f.target_is_thread && on.contains(&f.syscall))
+        .map(|f| f.syscall)
+        .collect();
+    if thread.is_empty() {
+        String::new()
     } else {
-        ""
+        format!(
+            "; a {} aimed at a thread other than the main one is not seen either",
+            thread.join(" or ")
+        )
     }
 }
 

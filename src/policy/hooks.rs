@@ -39,6 +39,9 @@ pub struct Fallback {
     /// mode is the request (ATTACH or SEIZE, argument 0); process_vm_readv
     /// and writev always attach.
     pub attach_mode: AttachMode,
+    /// Its `target` is a thread id, which reads as the process only for the
+    /// main thread (whose id is the pid).
+    pub target_is_thread: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +135,14 @@ const fn f(syscall: &'static str, args: &'static [(&'static str, u8)]) -> Fallba
         syscall,
         args,
         attach_mode: AttachMode::None,
+        target_is_thread: false,
+    }
+}
+
+const fn by_thread(syscall: &'static str, args: &'static [(&'static str, u8)]) -> Fallback {
+    Fallback {
+        target_is_thread: true,
+        ..f(syscall, args)
     }
 }
 
@@ -141,9 +152,8 @@ const fn with_mode(
     m: AttachMode,
 ) -> Fallback {
     Fallback {
-        syscall,
-        args,
         attach_mode: m,
+        ..f(syscall, args)
     }
 }
 
@@ -152,12 +162,11 @@ const PTRACE_FALLBACK: &[Fallback] = &[
     with_mode("process_vm_readv", &[("target", 0)], AttachMode::Always),
     with_mode("process_vm_writev", &[("target", 0)], AttachMode::Always),
 ];
-// tkill names a thread: its `target` reads as the process only for the main
-// thread (whose id is the pid). pidfd_send_signal names its target by a file
-// descriptor: a rule that matches `target` leaves it out (and says so).
+// pidfd_send_signal names its target by a file descriptor: a rule that
+// matches `target` leaves it out (and says so).
 const KILL_FALLBACK: &[Fallback] = &[
     f("kill", &[("target", 0), ("sig", 1)]),
-    f("tkill", &[("target", 0), ("sig", 1)]),
+    by_thread("tkill", &[("target", 0), ("sig", 1)]),
     f("tgkill", &[("target", 0), ("sig", 2)]),
     f("rt_sigqueueinfo", &[("target", 0), ("sig", 1)]),
     f("rt_tgsigqueueinfo", &[("target", 0), ("sig", 2)]),
