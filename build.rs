@@ -14,7 +14,7 @@ const VMLINUX_DIR: &str = "src/kernel/bpf/vmlinux";
 /// recorder) are for the benchmarks only.
 const OBJECTS: [(&str, &str); 4] = [
     ("src/kernel/bpf", "reflex"),
-    ("src/probe/bpf", "probe"),
+    ("src/features/bpf", "probe"),
     ("benches/suite/bpf", "seed"),
     ("benches/suite/bpf", "clock"),
 ];

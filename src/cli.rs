@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::kernel::Settings;
-use crate::kernel::attach::Choice;
+use crate::features::Features;
+use crate::kernel::{Choice, Settings};
 use crate::policy::check::Loaded;
 use crate::policy::{self, Action, Diagnostic, Diagnostics, Env, Location, Target};
 use crate::rules;
@@ -164,30 +164,52 @@ impl RunArgs {
         Ok(loaded)
     }
 
-    /// The policy compiled, or every diagnostic. If the policy has hook
-    /// rules, `lsm_refused` is asked why BPF-LSM cannot be used here (None:
-    /// it can); where it cannot, hook rules fall back or are refused, and
+    /// A usage error as a diagnostic at "command line".
+    pub fn usage_error(&self) -> Result<(), Diagnostics> {
+        match self.conflicts() {
+            None => Ok(()),
+            Some(msg) => {
+                let at = Location::file(&policy::diag::shown("command line".as_ref()));
+                Err(Diagnostics(vec![Diagnostic::error(at, msg)]))
+            }
+        }
+    }
+
+    /// The policy (read once, by [`RunArgs::load`]) compiled, or every
+    /// diagnostic. Where the policy has hook rules and `features` says
+    /// BPF-LSM cannot be used here, hook rules fall back or are refused, and
     /// what degraded is returned in words.
     pub fn compile(
         &self,
+        mut loaded: Loaded,
         env: &Env,
-        lsm_refused: &dyn Fn() -> Option<String>,
+        features: &Features,
     ) -> Result<(Loaded, rules::RuleSet, Vec<String>), Diagnostics> {
-        if let Some(msg) = self.conflicts() {
-            let at = Location::file(&policy::diag::shown("command line".as_ref()));
-            return Err(Diagnostics(vec![Diagnostic::error(at, msg)]));
-        }
-        let mut loaded = self.load(env)?;
         let mut degraded = Vec::new();
-        if loaded.policy.rules.iter().any(|r| r.hook.is_some()) {
-            if let Some(why) = lsm_refused() {
-                let (policy, notes) = policy::degrade::without_lsm(&loaded.policy, &why, env.arch)?;
+        if loaded
+            .policy
+            .rules
+            .iter()
+            .any(|r| r.trigger.hook().is_some())
+        {
+            if let Some(why) = features.lsm().refused() {
+                let (policy, notes) = policy::degrade::without_lsm(&loaded.policy, why, env.arch)?;
                 loaded.policy = policy;
                 degraded = notes;
             }
         }
         let set = rules::compile(&loaded.policy, self.options())?;
         Ok((loaded, set, degraded))
+    }
+
+    /// Checks, loads and compiles in one step (tests, reloads).
+    pub fn prepare(
+        &self,
+        env: &Env,
+        features: &Features,
+    ) -> Result<(Loaded, rules::RuleSet, Vec<String>), Diagnostics> {
+        self.usage_error()?;
+        self.compile(self.load(env)?, env, features)
     }
 }
 
@@ -242,7 +264,7 @@ mod tests {
         ]);
         assert!(a.json);
         assert_eq!(a.settings().scope_ppid, 42);
-        let (loaded, set, _) = a.compile(&Env::host(), &|| None).unwrap();
+        let (loaded, set, _) = a.prepare(&Env::host(), &Features::new()).unwrap();
         let rule = &loaded.policy.rules[0];
         assert_eq!(
             rule.action,
@@ -304,13 +326,16 @@ mod tests {
     #[test]
     fn conflicting_flags() {
         let a = run_args(&["run", "policy.yaml", "--signal", "SIGSTOP"]);
-        let err = a.compile(&Env::host(), &|| None).unwrap_err().to_string();
+        let err = a
+            .prepare(&Env::host(), &Features::new())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("--signal and --thread apply to the built-in policy only"),
             "{err}"
         );
         let err = run_args(&["run", "--ppid", "0"])
-            .compile(&Env::host(), &|| None)
+            .prepare(&Env::host(), &Features::new())
             .unwrap_err()
             .to_string();
         assert!(err.contains("omit --ppid"), "{err}");

@@ -1,14 +1,15 @@
-//! Stage 4 — events: kernel records decoded into what people and programs read.
+//! Stage 4 — events: kernel records decoded into what people and programs
+//! read, each named by the install that decided it.
 
 use std::time::{Duration, SystemTime};
 
 use nix::errno::Errno;
 use nix::time::{ClockId, clock_gettime};
 
-use crate::kernel::types::{reflex_action as A, reflex_event, reflex_skip as K, reflex_target};
+use crate::abi::types::{reflex_action as A, reflex_event, reflex_skip as K, reflex_target};
+use crate::abi::{self, Hook, Point};
+use crate::kernel::RuleNames;
 use crate::policy::Target;
-use crate::policy::hooks::Hook;
-use crate::rules::Point;
 use crate::signal::Signal;
 use crate::syscall;
 
@@ -101,34 +102,6 @@ pub struct ExitInfo {
     pub duration_ns: u64,
 }
 
-/// Rule names of recent installs, by generation. The kernel writes the
-/// install's generation into each rule and each event carries it, so an event
-/// is named by the rules that decided it, however late it is read — not by
-/// whatever its rule-set slot holds by then.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RuleNames {
-    recent: std::collections::VecDeque<(u32, std::sync::Arc<Vec<String>>)>,
-}
-
-impl RuleNames {
-    /// Installs remembered: events older than this many reloads are named
-    /// by number.
-    const KEEP: usize = 64;
-
-    pub fn add(&mut self, generation: u32, names: Vec<String>) {
-        if self.recent.len() == Self::KEEP {
-            self.recent.pop_front();
-        }
-        self.recent
-            .push_back((generation, std::sync::Arc::new(names)));
-    }
-
-    pub fn get(&self, generation: u32, rule: u32) -> Option<&str> {
-        let (_, names) = self.recent.iter().rev().find(|(g, _)| *g == generation)?;
-        names.get(rule as usize).map(String::as_str)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("event record of {got} bytes, expected {want}: reflex and its BPF object disagree")]
@@ -203,18 +176,10 @@ impl Event {
 
     /// Decodes one ring buffer record; `rules` names the rules of each set.
     pub fn decode(bytes: &[u8], clock: &Clock, rules: &RuleNames) -> Result<Event, DecodeError> {
-        let want = std::mem::size_of::<reflex_event>();
-        if bytes.len() < want {
-            return Err(DecodeError::Size {
-                got: bytes.len(),
-                want,
-            });
-        }
-        // SAFETY: reflex_event is plain old data (integers and a byte array,
-        // generated #[repr(C)] from the BPF object's BTF) and `bytes` holds at
-        // least size_of::<reflex_event>() bytes; read_unaligned copes with any
-        // alignment.
-        let raw: reflex_event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let raw: reflex_event = abi::read(bytes).ok_or(DecodeError::Size {
+            got: bytes.len(),
+            want: std::mem::size_of::<reflex_event>(),
+        })?;
         Event::from_raw(&raw, clock, rules)
     }
 
@@ -332,14 +297,7 @@ pub(crate) mod tests {
     }
 
     fn as_bytes(raw: &reflex_event) -> Vec<u8> {
-        // SAFETY: reading the bytes of a plain #[repr(C)] value.
-        unsafe {
-            std::slice::from_raw_parts(
-                (raw as *const reflex_event).cast::<u8>(),
-                std::mem::size_of::<reflex_event>(),
-            )
-        }
-        .to_vec()
+        abi::bytes(raw).to_vec()
     }
 
     #[test]
@@ -426,10 +384,9 @@ pub(crate) mod tests {
         raw.action = A::REFLEX_ACTION_DENIED.0 as u8;
         raw.error = libc::EPERM;
         raw.signal = 0;
-        raw.syscall_nr = Hook::Ptrace.nr();
+        raw.syscall_nr = Point::Hook(Hook::Ptrace).index();
         let e = Event::from_raw(&raw, &Clock::new(), &names()).unwrap();
         assert_eq!(e.outcome, Outcome::Denied(Errno::EPERM));
-        use crate::policy::Hook;
         assert_eq!(e.hook, Some(Hook::Ptrace));
         assert_eq!(e.syscall, "lsm/ptrace_access_check");
         assert_eq!(e.signal, None);
@@ -438,7 +395,7 @@ pub(crate) mod tests {
     #[test]
     fn exits_rates_and_other_targets() {
         let mut raw = raw_event();
-        raw.syscall_nr = crate::rules::EXIT_BASE + libc::SYS_read as i32;
+        raw.syscall_nr = Point::Exit(libc::SYS_read as i32).index();
         raw.args[0] = (-13i64) as u64;
         raw.args[1] = 250_000_000;
         raw.count = 51;

@@ -1,8 +1,11 @@
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use clap::Parser;
 use reflex::cli::{Cli, Command};
 use reflex::cmd;
+use reflex::features::Features;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -16,10 +19,12 @@ fn main() -> ExitCode {
             tracing::Level::INFO
         })
         .init();
+    // What this machine allows, asked once, read by every command.
+    let features = Arc::new(Features::new());
     let result = match &cli.command {
-        Command::Run(args) => cmd::run::run(args),
-        Command::Check => return cmd::check::check(),
-        Command::Validate(args) => return cmd::validate::validate(args),
+        Command::Run(args) => cmd::run::run(args, features),
+        Command::Check => return cmd::check::check(&features),
+        Command::Validate(args) => return cmd::validate::validate(args, &features),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Ended, Launched, PolicyFile, Reflex, TestCgroup, caller_cmd, example, helper, launch,
-    root_or_skip, sysno,
+    root_or_skip, stopped, sysno,
 };
 
 const SIGQUIT: i64 = 3;
@@ -221,12 +221,6 @@ fn a_fork_bomb_is_stopped() {
         assert!(e["count"].as_u64().unwrap() > 50, "{e}");
         assert_eq!(e["window_ns"], 1_000_000_000u64);
     }
-}
-
-fn stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s[s.rfind(')').unwrap() + 2..].starts_with('T'))
-        .unwrap_or(false)
 }
 
 #[test]

@@ -2,9 +2,10 @@
 
 use std::fmt::Write as _;
 use std::mem::MaybeUninit;
+use std::sync::Arc;
 
+use crate::features::{self as probe, Answer, Features};
 use crate::kernel::{Kernel, Settings};
-use crate::probe::{self, Answer, Privileges, ProgramKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -77,8 +78,8 @@ fn answer_row(name: &'static str, answer: Answer, required: bool, yes: &str, no:
 }
 
 /// Every check, in the order they are printed.
-pub fn rows() -> Vec<Row> {
-    let privileges = Privileges::current();
+pub fn rows(features: &Arc<Features>) -> Vec<Row> {
+    let privileges = features.privileges();
     let privileged = privileges.can_load();
     let mut rows = Vec::new();
 
@@ -169,34 +170,34 @@ pub fn rows() -> Vec<Row> {
 
     rows.push(answer_row(
         "ring buffer",
-        probe::ringbuf(),
+        features.ringbuf().clone(),
         true,
         "events stream to user space",
         "events cannot be reported",
     ));
     rows.push(answer_row(
         "bpf_send_signal",
-        probe::send_signal(),
+        features.send_signal().clone(),
         true,
         "signals the calling process from the kernel",
         "reflex cannot signal",
     ));
     rows.push(answer_row(
         "bpf_send_signal_thread",
-        probe::send_signal_thread(),
+        features.send_signal_thread().clone(),
         false,
         "`--thread` can signal only the calling thread",
         "`--thread` is unavailable",
     ));
     rows.push(answer_row(
         "bpf_send_signal_task",
-        probe::signal_task(),
+        features.signal_task().clone(),
         false,
         "rules may signal another task with a value (`to:`)",
         "rules with `to:` are refused",
     ));
     rows.push(if privileged {
-        load_reflex()
+        load_reflex(features)
     } else {
         row(
             "reflex programs",
@@ -206,7 +207,7 @@ pub fn rows() -> Vec<Row> {
     });
     rows.push(program_row(
         "tp_btf programs",
-        ProgramKind::TpBtf,
+        features.tp_btf(),
         privileged,
         "one raw syscall tracepoint can watch many syscalls",
         "only per-syscall tracepoints can be used",
@@ -214,7 +215,7 @@ pub fn rows() -> Vec<Row> {
     let lsm_list = probe::lsm_list(privileged);
     let mut lsm = program_row(
         "LSM programs",
-        ProgramKind::Lsm,
+        features.lsm(),
         privileged,
         "hook rules can refuse operations (deny)",
         "hook rules fall back to signals where they say `fallback:`, else are refused",
@@ -235,7 +236,7 @@ pub fn rows() -> Vec<Row> {
     rows.push(
         program_row(
             "fentry programs",
-            ProgramKind::Fentry,
+            features.fentry(),
             privileged,
             "function entry hooks are available",
             "fentry-based hooks are unavailable; tracepoints are used",
@@ -258,27 +259,17 @@ pub fn rows() -> Vec<Row> {
     rows
 }
 
-fn program_row(
-    name: &'static str,
-    kind: ProgramKind,
-    privileged: bool,
-    yes: &str,
-    no: &str,
-) -> Row {
+fn program_row(name: &'static str, answer: &Answer, privileged: bool, yes: &str, no: &str) -> Row {
     if !privileged {
         return row(name, Status::Unknown, "not probed (needs privileges)");
     }
-    answer_row(name, probe::program(kind), false, yes, no)
+    answer_row(name, answer.clone(), false, yes, no)
 }
 
 /// Loads reflex's own object, without attaching anything.
-fn load_reflex() -> Row {
-    let settings = Settings {
-        load_btf_programs: probe::program(ProgramKind::TpBtf) == Answer::Yes,
-        ..Settings::default()
-    };
+fn load_reflex(features: &Arc<Features>) -> Row {
     let mut storage = MaybeUninit::uninit();
-    match Kernel::load(&mut storage, &settings) {
+    match Kernel::load(&mut storage, &Settings::default(), Arc::clone(features)) {
         Ok(_) => row("reflex programs", Status::Ok, "load and pass the verifier"),
         Err(e) => row("reflex programs", Status::Fail, e.to_string())
             .fix("see the error above; `reflex -v check` shows libbpf's log"),
@@ -314,8 +305,8 @@ pub fn render(rows: &[Row]) -> String {
 }
 
 /// Prints the table; the exit code is non-zero when the core cannot run.
-pub fn check() -> std::process::ExitCode {
-    let rows = rows();
+pub fn check(features: &Arc<Features>) -> std::process::ExitCode {
+    let rows = rows(features);
     print!("{}", render(&rows));
     if core_ok(&rows) {
         println!("\nreflex can run here.");

@@ -13,12 +13,11 @@ use libbpf_rs::RingBufferBuilder;
 
 use super::watch::Watcher;
 use crate::cli::RunArgs;
-use crate::events::{Clock, Event, RuleNames};
-use crate::kernel::attach::{self, Offer, Plan, Strategy};
-use crate::kernel::{EVENT_PERIOD, Kernel, Settings};
+use crate::events::{Clock, Event};
+use crate::features::{self, Features};
+use crate::kernel::{EVENT_PERIOD, Kernel, Offer, Plan, RuleNames, Settings, Strategy, plan};
 use crate::policy::check::Loaded;
 use crate::policy::{Env, Mode};
-use crate::probe::{self, Privileges, ProgramKind};
 use crate::rules::RuleSet;
 use crate::sinks::{Json, Responder, Sink, Summary, Text};
 
@@ -27,23 +26,23 @@ const SETTLE: Duration = Duration::from_millis(150);
 
 /// What `run` needs from the machine, checked before anything loads, each
 /// failure with its fix.
-fn preflight() -> Result<()> {
-    if let Some(missing) = Privileges::current().missing() {
+fn preflight(features: &Features) -> Result<()> {
+    if let Some(missing) = features.privileges().missing() {
         bail!(
             "reflex run needs privileges to load BPF programs: {missing}.\n  \
              Run it as root (sudo reflex run …), or grant CAP_BPF and CAP_PERFMON. \
              `reflex check` lists everything else this machine needs."
         );
     }
-    if !probe::has_btf() {
+    if !features::has_btf() {
         bail!(
             "{} is missing: reflex needs kernel BTF (CONFIG_DEBUG_INFO_BTF=y) to relocate its \
              programs for this kernel",
-            probe::BTF_PATH
+            features::BTF_PATH
         );
     }
     let (tracefs, mounted) =
-        probe::tracefs(true).context("tracefs is needed to attach syscall tracepoints")?;
+        features::tracefs(true).context("tracefs is needed to attach syscall tracepoints")?;
     if mounted {
         tracing::info!("mounted tracefs at {}", tracefs.display());
     }
@@ -51,18 +50,21 @@ fn preflight() -> Result<()> {
 }
 
 /// What this kernel offers for `set`.
-fn offer(set: &RuleSet, raw_refused: &Option<String>) -> Offer {
-    let tracefs = probe::tracefs(false).map(|(p, _)| p).ok();
+fn offer(set: &RuleSet, features: &Features) -> Offer {
+    let tracefs = features::tracefs(false).map(|(p, _)| p).ok();
     let mut offer = Offer {
-        raw_refused: raw_refused.clone(),
+        raw_refused: features
+            .tp_btf()
+            .refused()
+            .map(|why| format!("tp_btf {why}")),
         // Parsing the kernel's BTF takes milliseconds: only when asked for.
-        kfuncs: set.needs_kfuncs() && probe::signal_task() == probe::Answer::Yes,
+        kfuncs: set.needs_kfuncs() && features.signal_task().yes(),
         ..Offer::default()
     };
     for name in set.syscall_names() {
         match tracefs
             .as_ref()
-            .and_then(|t| probe::syscall_tracepoint(t, name))
+            .and_then(|t| features::syscall_tracepoint(t, name))
         {
             Some(n) => {
                 offer.args.insert(name, n);
@@ -73,7 +75,7 @@ fn offer(set: &RuleSet, raw_refused: &Option<String>) -> Offer {
     offer
 }
 
-fn thread_check(set: &RuleSet) -> Result<()> {
+fn thread_check(set: &RuleSet, features: &Features) -> Result<()> {
     let wants_thread = set.rules.iter().any(|r| {
         matches!(
             r.verdict,
@@ -84,7 +86,7 @@ fn thread_check(set: &RuleSet) -> Result<()> {
         )
     });
     if wants_thread {
-        if let probe::Answer::No(why) = probe::send_signal_thread() {
+        if let features::Answer::No(why) = features.send_signal_thread() {
             bail!("a rule signals threads, which needs bpf_send_signal_thread: {why}");
         }
     }
@@ -95,13 +97,6 @@ fn thread_check(set: &RuleSet) -> Result<()> {
 fn describe(loaded: &Loaded, plan: &Plan, settings: &Settings, dry_run: bool) -> Vec<String> {
     let mut lines = Vec::new();
     for r in &loaded.policy.rules {
-        let on: Vec<&str> = r.syscalls.iter().map(|s| s.name).collect();
-        let on = match (r.hook, r.sample) {
-            (Some(h), _) => vec![h.lsm().to_string()],
-            (_, Some(s)) => vec![format!("{} Hz sampling", s.frequency)],
-            _ if r.exit.is_some() => on.iter().map(|n| format!("{n} exit")).collect(),
-            _ => on.iter().map(|n| n.to_string()).collect(),
-        };
         let mode = if dry_run || r.mode == Mode::Monitor {
             " (monitor: nothing is sent)"
         } else {
@@ -111,7 +106,7 @@ fn describe(loaded: &Loaded, plan: &Plan, settings: &Settings, dry_run: bool) ->
             "reflex: rule '{}' ({}): on {}, {}{mode}",
             r.name,
             r.at,
-            on.join(", "),
+            r.trigger.describe(),
             r.describe()
         ));
     }
@@ -136,31 +131,14 @@ fn describe(loaded: &Loaded, plan: &Plan, settings: &Settings, dry_run: bool) ->
     lines
 }
 
-/// Why BPF-LSM cannot enforce here, if it cannot; probed once, when a
-/// policy first has hook rules.
-struct LsmProbe(std::cell::OnceCell<Option<String>>);
-
-impl LsmProbe {
-    fn refused(&self) -> Option<String> {
-        self.0
-            .get_or_init(|| match probe::lsm() {
-                probe::Answer::Yes => None,
-                probe::Answer::No(why) | probe::Answer::Unknown(why) => Some(why),
-            })
-            .clone()
-    }
-}
-
-pub fn run(args: &RunArgs) -> Result<()> {
+pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     let env = Env::host();
-    let lsm = LsmProbe(Default::default());
-    let has_hooks = args
-        .load(&env)
-        .is_ok_and(|l| l.policy.rules.iter().any(|r| r.hook.is_some()));
-    if has_hooks {
-        preflight()?; // the LSM probe loads a program
-    }
-    let (loaded, set, degraded) = args.compile(&env, &|| lsm.refused())?;
+    // Usage, then the policy, then the machine: each said before the next
+    // is looked at, and the policy read once.
+    args.usage_error()?;
+    let loaded = args.load(&env)?;
+    preflight(&features)?;
+    let (loaded, set, degraded) = args.compile(loaded, &env, &features)?;
     for w in &loaded.warnings {
         eprintln!("{w}");
     }
@@ -172,19 +150,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
             tracing::warn!("no process has pid {ppid} now: the rules match nothing until one does");
         }
     }
-    preflight()?;
-    thread_check(&set)?;
-    let raw_refused = match probe::program(ProgramKind::TpBtf) {
-        probe::Answer::Yes => None,
-        probe::Answer::No(why) | probe::Answer::Unknown(why) => Some(format!("tp_btf {why}")),
-    };
+    thread_check(&set, &features)?;
     let plan =
-        attach::plan(&set, args.attach, &offer(&set, &raw_refused)).map_err(anyhow::Error::msg)?;
+        plan::plan(&set, args.attach, &offer(&set, &features)).map_err(anyhow::Error::msg)?;
     let mut settings = args.settings();
-    settings.load_btf_programs = raw_refused.is_none();
     // The raw hook is loaded able to signal other tasks where it can be, so
     // that a reload adding such rules needs no other program.
-    settings.kfuncs = plan.strategy == Strategy::Raw && probe::signal_task() == probe::Answer::Yes;
+    settings.kfuncs = plan.strategy == Strategy::Raw && features.signal_task().yes();
 
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
@@ -201,7 +173,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     };
 
     let mut storage = MaybeUninit::uninit();
-    let mut kernel = Kernel::load(&mut storage, &settings)?;
+    let mut kernel = Kernel::load(&mut storage, &settings, Arc::clone(&features))?;
     // Buffered, and flushed after each batch the ring buffer hands over.
     let out = || io::BufWriter::with_capacity(64 * 1024, io::stdout());
     let sink: RefCell<Box<dyn Sink>> = RefCell::new(match (args.json, args.userspace_kill) {
@@ -261,42 +233,26 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
     );
 
-    let mut changed_at: Option<Instant> = None;
-    let mut reloads = 0u64;
-    let mut missed = Misses::new(kernel.missed());
-    while !stop.load(Ordering::Relaxed) && !broken_pipe.get() {
-        // Woken by the kernel when enough events wait, else on the period;
-        // either way, take everything there is.
-        if let Err(e) = read_events(&ring, EVENT_PERIOD) {
-            if e.kind() != io::ErrorKind::Interrupted && !broken_pipe.get() {
-                return Err(e).context("reading events");
-            }
-        }
-        flush(&sink, &broken_pipe);
-        resume(&mut kernel, &clock, &sink, false);
-        missed.check(&kernel);
-        if watcher.as_ref().is_some_and(Watcher::changed) {
-            changed_at = Some(Instant::now());
-        }
-        let settled = changed_at.is_some_and(|t| t.elapsed() >= SETTLE);
-        if hup.swap(false, Ordering::Relaxed) || settled {
-            changed_at = None;
-            match reload(args, &env, &raw_refused, &lsm, plan.strategy, &mut kernel) {
-                Ok(text) => {
-                    reloads += 1;
-                    *names.borrow_mut() = kernel.names().clone();
-                    eprintln!("{text}");
-                }
-                Err(e) => {
-                    eprintln!("reflex: reload refused; the rules in force stay in force:\n{e:#}")
-                }
-            }
-        }
-    }
+    let served = serve(Serve {
+        args,
+        env: &env,
+        features: &features,
+        in_force: plan.strategy,
+        kernel: &mut kernel,
+        ring: &ring,
+        clock: &clock,
+        sink: &sink,
+        names: &names,
+        broken_pipe: &broken_pipe,
+        stop: &stop,
+        hup: &hup,
+        watcher: watcher.as_ref(),
+    });
 
-    // Stop deciding first, then report what was decided, and leave nothing
-    // paused.
-    kernel.detach();
+    // However serving ended: stop deciding first (every kind of attachment
+    // detached, and no program still running), then report what was
+    // decided, then leave nothing paused, then the summary.
+    let detached = kernel.detach();
     let _ = ring.consume();
     drop(ring);
     resume(&mut kernel, &clock, &sink, true);
@@ -307,10 +263,70 @@ pub fn run(args: &RunArgs) -> Result<()> {
         undecodable: undecodable.get(),
         missed: kernel.missed(),
     };
-    eprintln!("reflex: detached after {reloads} reloads.");
+    eprintln!(
+        "reflex: detached after {} reloads.",
+        served.as_ref().copied().unwrap_or(0)
+    );
     eprintln!("{summary}");
     let _ = io::stdout().flush();
+    served?;
+    detached?;
     Ok(())
+}
+
+/// What the serving loop works with.
+struct Serve<'a, 'k> {
+    args: &'a RunArgs,
+    env: &'a Env,
+    features: &'a Features,
+    in_force: Strategy,
+    kernel: &'a mut Kernel<'k>,
+    ring: &'a libbpf_rs::RingBuffer<'a>,
+    clock: &'a Clock,
+    sink: &'a RefCell<Box<dyn Sink>>,
+    names: &'a RefCell<RuleNames>,
+    broken_pipe: &'a Cell<bool>,
+    stop: &'a AtomicBool,
+    hup: &'a AtomicBool,
+    watcher: Option<&'a Watcher>,
+}
+
+/// Reads events, resumes pauses that are due and reloads, until asked to
+/// stop (or stdout goes away); the number of reloads.
+fn serve(s: Serve<'_, '_>) -> Result<u64> {
+    let mut changed_at: Option<Instant> = None;
+    let mut reloads = 0u64;
+    let mut missed = Misses::new(s.kernel.missed());
+    while !s.stop.load(Ordering::Relaxed) && !s.broken_pipe.get() {
+        // Woken by the kernel when enough events wait, else on the period;
+        // either way, take everything there is.
+        if let Err(e) = read_events(s.ring, EVENT_PERIOD) {
+            if e.kind() != io::ErrorKind::Interrupted && !s.broken_pipe.get() {
+                return Err(e).context("reading events");
+            }
+        }
+        flush(s.sink, s.broken_pipe);
+        resume(s.kernel, s.clock, s.sink, false);
+        missed.check(s.kernel);
+        if s.watcher.is_some_and(Watcher::changed) {
+            changed_at = Some(Instant::now());
+        }
+        let settled = changed_at.is_some_and(|t| t.elapsed() >= SETTLE);
+        if s.hup.swap(false, Ordering::Relaxed) || settled {
+            changed_at = None;
+            match reload(s.args, s.env, s.features, s.in_force, s.kernel) {
+                Ok(text) => {
+                    reloads += 1;
+                    *s.names.borrow_mut() = s.kernel.names().clone();
+                    eprintln!("{text}");
+                }
+                Err(e) => {
+                    eprintln!("reflex: reload refused; the rules in force stay in force:\n{e:#}")
+                }
+            }
+        }
+    }
+    Ok(reloads)
 }
 
 /// Says, while it runs, when the kernel skipped reflex's programs (see
@@ -394,21 +410,19 @@ fn flush(sink: &RefCell<Box<dyn Sink>>, broken_pipe: &Cell<bool>) {
 fn reload(
     args: &RunArgs,
     env: &Env,
-    raw_refused: &Option<String>,
-    lsm: &LsmProbe,
+    features: &Features,
     in_force: Strategy,
     kernel: &mut Kernel,
 ) -> Result<String> {
-    let (loaded, set, degraded) = args.compile(env, &|| lsm.refused())?;
+    let (loaded, set, degraded) = args.prepare(env, features)?;
     for w in &loaded.warnings {
         eprintln!("{w}");
     }
     for note in &degraded {
         eprintln!("reflex: DEGRADED: {note}");
     }
-    thread_check(&set)?;
-    let plan =
-        attach::replan(&set, in_force, &offer(&set, raw_refused)).map_err(anyhow::Error::msg)?;
+    thread_check(&set, features)?;
+    let plan = plan::replan(&set, in_force, &offer(&set, features)).map_err(anyhow::Error::msg)?;
     kernel.install(&set, &plan)?;
     Ok(format!(
         "reflex: reloaded {} rules; hooks: {} ({}): {}",

@@ -3,11 +3,11 @@
 use std::process::ExitCode;
 
 use crate::cli::ValidateArgs;
-use crate::policy::{self, Diagnostic, Diagnostics, Env};
-use crate::probe;
+use crate::features::{Answer, Features};
+use crate::policy::{self, Diagnostic, Diagnostics, Env, Point, Trigger};
 use crate::rules;
 
-pub fn validate(args: &ValidateArgs) -> ExitCode {
+pub fn validate(args: &ValidateArgs, features: &Features) -> ExitCode {
     let mut env = Env::host();
     if let Some(arch) = args.arch {
         env.arch = arch;
@@ -15,7 +15,7 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
     let result = policy::load(&args.policies, &env).and_then(|loaded| {
         let set = rules::compile(&loaded.policy, rules::Options::default())?;
         if set.needs_kfuncs() {
-            if let probe::Answer::No(why) = probe::signal_task() {
+            if let Answer::No(why) = features.signal_task() {
                 return Err(Diagnostics(
                     loaded
                         .policy
@@ -56,9 +56,11 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
                 files.join(", "),
                 loaded.warnings.len()
             );
-            for rule in loaded.policy.rules.iter().filter(|r| r.hook.is_some()) {
-                let hook = rule.hook.expect("filtered");
-                let elsewhere = match rule.fallback {
+            for rule in &loaded.policy.rules {
+                let Trigger::Hook { hook, fallback, .. } = &rule.trigger else {
+                    continue;
+                };
+                let elsewhere = match fallback {
                     Some(f) => format!("falls back to {} at syscall entry", f.describe()),
                     None => "is refused".into(),
                 };
@@ -68,12 +70,11 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
                     hook.lsm()
                 );
             }
-            for (&nr, table) in &set.syscalls {
+            for (&point, table) in &set.tables {
                 let (rules, lookups) = (table.slots.len(), table.dims.count_ones());
-                let point = match rules::Point::of(nr) {
-                    rules::Point::Hook(h) => h.lsm().to_string(),
-                    rules::Point::Exit(_) => format!("{} exit", table.name),
-                    rules::Point::Entry(_) | rules::Point::Sample => table.name.to_string(),
+                let point = match point {
+                    Point::Exit(_) => format!("{} exit", table.name),
+                    Point::Hook(_) | Point::Entry(_) | Point::Sample => table.name.to_string(),
                 };
                 if rules == 0 {
                     println!("  {point:<24} entry timed for exit rules");

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::kernel::types::reflex_protect as P;
+use crate::abi::types::reflex_protect as P;
 use crate::policy::files;
 use crate::rules::Protection;
 

@@ -2,8 +2,10 @@
 //! hook's syscalls, if they say so (`fallback:`), or the policy is refused
 //! with the reason. Never silently.
 
-use super::hooks::{AttachMode, Fallback, Hook};
-use super::{Action, ArgCond, ArgMatch, Bits, Diagnostic, Diagnostics, Policy, Rule, Set, Syscall};
+use super::hooks::{self, AttachMode, Fallback, Hook};
+use super::{
+    Action, ArgCond, ArgMatch, Bits, Diagnostic, Diagnostics, Policy, Rule, Set, Syscall, Trigger,
+};
 use crate::syscall::{self, Arch};
 
 /// The policy without hook rules: each one with a fallback replaced by its
@@ -18,12 +20,18 @@ pub fn without_lsm(
     let mut notes = Vec::new();
     let mut errors = Vec::new();
     for rule in &policy.rules {
-        let Some(hook) = rule.hook else {
+        let Trigger::Hook {
+            hook,
+            file,
+            fallback,
+        } = &rule.trigger
+        else {
             out.rules.push(rule.clone());
             continue;
         };
-        match rule.fallback {
-            None if rule.file.is_some() => errors.push(Diagnostic::error(
+        let hook = *hook;
+        match fallback {
+            None if file.is_some() => errors.push(Diagnostic::error(
                 rule.at.clone(),
                 format!(
                     "rule '{}' needs BPF-LSM on hook '{}', which this kernel refuses ({why}); \
@@ -45,10 +53,11 @@ pub fn without_lsm(
                 ),
             )),
             Some(fallback) => {
+                let fallback = *fallback;
                 let (rules, unseen) = translate(rule, hook, fallback, arch);
                 let on: Vec<&str> = rules
                     .iter()
-                    .flat_map(|r| r.syscalls.iter().map(|s| s.name))
+                    .flat_map(|r| r.trigger.syscalls().iter().map(|s| s.name))
                     .collect();
                 notes.push(format!(
                     "rule '{}' degraded: BPF-LSM is refused ({why}), so instead of {} at {} it \
@@ -87,8 +96,7 @@ fn by_thread(rule: &Rule, hook: Hook, on: &[&str]) -> String {
         .args
         .iter()
         .any(|m| hook.arg_names().get(usize::from(m.index)) == Some(&"target"));
-    let thread: Vec<&str> = hook
-        .fallback()
+    let thread: Vec<&str> = hooks::fallback(hook)
         .iter()
         .filter(|f| names_target && f.target_is_thread && on.contains(&f.syscall))
         .map(|f| f.syscall)
@@ -104,7 +112,7 @@ fn by_thread(rule: &Rule, hook: Hook, on: &[&str]) -> String {
 }
 
 fn syscalls_of(hook: Hook) -> Vec<&'static str> {
-    hook.fallback().iter().map(|f| f.syscall).collect()
+    hooks::fallback(hook).iter().map(|f| f.syscall).collect()
 }
 
 /// Whether a `mode` matcher asks for attaching (which syscalls can show).
@@ -154,7 +162,7 @@ fn translate(
 ) -> (Vec<Rule>, Vec<&'static str>) {
     let mut groups: Vec<(Vec<ArgMatch>, Vec<Syscall>)> = Vec::new();
     let mut unseen = Vec::new();
-    for f in hook.fallback() {
+    for f in hooks::fallback(hook) {
         let Ok((name, nr)) = syscall::resolve(arch, f.syscall) else {
             continue; // not on this architecture
         };
@@ -177,10 +185,7 @@ fn translate(
                 let names: Vec<&str> = syscalls.iter().map(|s| s.name).collect();
                 format!("{}@{}", rule.name, names.join("+"))
             },
-            syscalls,
-            hook: None,
-            file: None,
-            fallback: None,
+            trigger: Trigger::Entry(syscalls),
             args,
             action: fallback,
             ..rule.clone()
@@ -220,7 +225,7 @@ mod tests {
         ));
         let (d, _) = without_lsm(&p, "refused", Arch::X86_64).unwrap();
         assert_eq!(d.rules.len(), 2);
-        assert_eq!(d.rules[0].syscalls[0].name, "ptrace");
+        assert_eq!(d.rules[0].trigger.syscalls()[0].name, "ptrace");
         assert_eq!(
             d.rules[0].args[0].cond,
             ArgCond::In(Set {
@@ -247,7 +252,7 @@ mod tests {
         let names: Vec<&str> = d.rules.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["guard", "guard@tgkill+rt_tgsigqueueinfo", "plain"]);
         let kill = &d.rules[0];
-        let on: Vec<&str> = kill.syscalls.iter().map(|s| s.name).collect();
+        let on: Vec<&str> = kill.trigger.syscalls().iter().map(|s| s.name).collect();
         assert_eq!(on, ["kill", "tkill", "rt_sigqueueinfo"]);
         assert_eq!(kill.args[0].index, 0);
         assert_eq!(kill.args[0].cond, ArgCond::Protected { negate: false });
@@ -256,7 +261,7 @@ mod tests {
             d.rules[1].args[1].index, 2,
             "tgkill's signal is its third argument"
         );
-        assert!(d.rules.iter().all(|r| r.hook.is_none()));
+        assert!(d.rules.iter().all(|r| r.trigger.hook().is_none()));
         assert_eq!(notes.len(), 1);
         assert!(
             notes[0].contains("the operation itself is not refused")
@@ -274,7 +279,12 @@ mod tests {
             "  - {name: no-kill9, hook: kill, args: {sig: SIGKILL}, action: deny, fallback: kill}\n",
         ));
         let (d, notes) = without_lsm(&p, "refused", Arch::X86_64).unwrap();
-        let on: Vec<&str> = d.rules[0].syscalls.iter().map(|s| s.name).collect();
+        let on: Vec<&str> = d.rules[0]
+            .trigger
+            .syscalls()
+            .iter()
+            .map(|s| s.name)
+            .collect();
         assert_eq!(
             on,
             ["kill", "tkill", "rt_sigqueueinfo", "pidfd_send_signal"]

@@ -1,33 +1,9 @@
-//! Security hooks (BPF-LSM) a rule can be triggered by, what each offers to
-//! match on, and the syscalls a rule falls back to where BPF-LSM is refused.
+//! The syscalls a hook rule falls back to where BPF-LSM is refused, and where
+//! the hook's arguments are found at their entry. (The hooks themselves, and
+//! what their programs fill in, are the kernel's: [`crate::abi::Hook`].)
 
-use crate::kernel::types::reflex_hook as H;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Hook {
-    /// `ptrace_access_check`: attaching (ptrace ATTACH/SEIZE), reading
-    /// /proc/PID/mem, process_vm_readv/writev, …
-    Ptrace,
-    /// `bprm_check_security`: executing a file.
-    Exec,
-    /// `file_open`: opening a file.
-    Open,
-    /// `task_kill`: sending a signal.
-    Kill,
-    /// `kernel_read_file` / `kernel_load_data`: loading a kernel module.
-    Module,
-    /// `bpf`: the bpf() syscall (loading programs, creating maps, …).
-    Bpf,
-}
-
-pub const ALL: [Hook; 6] = [
-    Hook::Ptrace,
-    Hook::Exec,
-    Hook::Open,
-    Hook::Kill,
-    Hook::Module,
-    Hook::Bpf,
-];
+pub use crate::abi::Hook;
+pub use crate::abi::hook::ALL;
 
 /// How a hook argument is found at a fallback syscall's entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,79 +30,16 @@ pub enum AttachMode {
     Always,
 }
 
-impl Hook {
-    pub fn from_name(name: &str) -> Option<Hook> {
-        ALL.into_iter().find(|h| h.name() == name)
-    }
-
-    /// As written in policies.
-    pub fn name(self) -> &'static str {
-        match self {
-            Hook::Ptrace => "ptrace",
-            Hook::Exec => "exec",
-            Hook::Open => "open",
-            Hook::Kill => "kill",
-            Hook::Module => "module",
-            Hook::Bpf => "bpf",
-        }
-    }
-
-    /// The kernel's LSM hook, as events name it.
-    pub fn lsm(self) -> &'static str {
-        match self {
-            Hook::Ptrace => "lsm/ptrace_access_check",
-            Hook::Exec => "lsm/bprm_check_security",
-            Hook::Open => "lsm/file_open",
-            Hook::Kill => "lsm/task_kill",
-            Hook::Module => "lsm/kernel_read_file",
-            Hook::Bpf => "lsm/bpf",
-        }
-    }
-
-    /// Its entry in the rule tables, after the syscalls.
-    pub fn nr(self) -> i32 {
-        (match self {
-            Hook::Ptrace => H::REFLEX_HOOK_PTRACE,
-            Hook::Exec => H::REFLEX_HOOK_EXEC,
-            Hook::Open => H::REFLEX_HOOK_OPEN,
-            Hook::Kill => H::REFLEX_HOOK_KILL,
-            Hook::Module => H::REFLEX_HOOK_MODULE,
-            Hook::Bpf => H::REFLEX_HOOK_BPF,
-        })
-        .0 as i32
-    }
-
-    pub fn from_nr(nr: i32) -> Option<Hook> {
-        ALL.into_iter().find(|h| h.nr() == nr)
-    }
-
-    /// Names of the integer arguments the hook's program fills, by index.
-    pub fn arg_names(self) -> &'static [&'static str] {
-        match self {
-            Hook::Ptrace => &["target", "mode"],
-            Hook::Kill => &["target", "sig"],
-            Hook::Open => &["", "flags"],
-            Hook::Bpf => &["cmd"],
-            Hook::Exec | Hook::Module => &[],
-        }
-    }
-
-    /// Whether the hook has a file that `file:` can match.
-    pub fn has_file(self) -> bool {
-        matches!(self, Hook::Exec | Hook::Open | Hook::Module)
-    }
-
-    /// The syscalls a rule on this hook falls back to, with where its
-    /// arguments are found there. `file` never translates.
-    pub fn fallback(self) -> &'static [Fallback] {
-        match self {
-            Hook::Ptrace => PTRACE_FALLBACK,
-            Hook::Kill => KILL_FALLBACK,
-            Hook::Exec => EXEC_FALLBACK,
-            Hook::Open => OPEN_FALLBACK,
-            Hook::Module => MODULE_FALLBACK,
-            Hook::Bpf => BPF_FALLBACK,
-        }
+/// The syscalls a rule on `hook` falls back to, with where its arguments
+/// are found there. `file` never translates.
+pub fn fallback(hook: Hook) -> &'static [Fallback] {
+    match hook {
+        Hook::Ptrace => PTRACE_FALLBACK,
+        Hook::Kill => KILL_FALLBACK,
+        Hook::Exec => EXEC_FALLBACK,
+        Hook::Open => OPEN_FALLBACK,
+        Hook::Module => MODULE_FALLBACK,
+        Hook::Bpf => BPF_FALLBACK,
     }
 }
 
@@ -182,19 +95,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_and_numbers_round_trip() {
-        for h in ALL {
-            assert_eq!(Hook::from_name(h.name()), Some(h));
-            assert_eq!(Hook::from_nr(h.nr()), Some(h));
-        }
-        assert_eq!(Hook::from_nr(libc::SYS_ptrace as i32), None);
-        assert_eq!(Hook::from_name("exce"), None);
-    }
-
-    #[test]
     fn fallbacks_name_real_syscalls() {
         for h in ALL {
-            for f in h.fallback() {
+            for f in fallback(h) {
                 crate::syscall::resolve(crate::syscall::Arch::host(), f.syscall).unwrap();
                 assert!(f.attach_mode == AttachMode::None || h == Hook::Ptrace);
                 for (arg, _) in f.args {

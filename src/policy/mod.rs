@@ -13,12 +13,13 @@ pub mod diag;
 pub mod file;
 pub mod files;
 pub mod hooks;
+pub mod host;
 
 use std::path::PathBuf;
 
+pub use crate::abi::{Hook, Point};
 pub use check::{Env, load, load_str};
 pub use diag::{Diagnostic, Diagnostics, Location, Severity};
-pub use hooks::Hook;
 
 use crate::signal::Signal;
 
@@ -196,23 +197,79 @@ pub struct Syscall {
     pub nr: i32,
 }
 
+/// What makes a rule answer: exactly one kind of event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// A syscall's entry.
+    Entry(Vec<Syscall>),
+    /// A syscall's exit, on conditions (`slower_than`, `returns`).
+    Exit { syscalls: Vec<Syscall>, exit: Exit },
+    /// A security hook (BPF-LSM), which can refuse the operation.
+    Hook {
+        hook: Hook,
+        /// The file the operation is on.
+        file: Option<Set<FileId>>,
+        /// What to do at syscall entry where BPF-LSM is refused.
+        fallback: Option<Action>,
+    },
+    /// A perf event sample on every CPU.
+    Sample(Sample),
+}
+
+impl Trigger {
+    /// The rule-table entries where the rule answers, with their names.
+    pub fn points(&self) -> Vec<(Point, &'static str)> {
+        match self {
+            Trigger::Entry(calls) => calls.iter().map(|s| (Point::Entry(s.nr), s.name)).collect(),
+            Trigger::Exit { syscalls, .. } => syscalls
+                .iter()
+                .map(|s| (Point::Exit(s.nr), s.name))
+                .collect(),
+            Trigger::Hook { hook, .. } => vec![(Point::Hook(*hook), hook.lsm())],
+            Trigger::Sample(_) => vec![(Point::Sample, "sample")],
+        }
+    }
+
+    /// The syscalls of a syscall trigger (entry or exit); none otherwise.
+    pub fn syscalls(&self) -> &[Syscall] {
+        match self {
+            Trigger::Entry(calls)
+            | Trigger::Exit {
+                syscalls: calls, ..
+            } => calls,
+            Trigger::Hook { .. } | Trigger::Sample(_) => &[],
+        }
+    }
+
+    pub fn hook(&self) -> Option<Hook> {
+        match self {
+            Trigger::Hook { hook, .. } => Some(*hook),
+            _ => None,
+        }
+    }
+
+    /// Where the rule answers, for people: `ptrace, kill`, `read exit`,
+    /// `lsm/task_kill`, `99 Hz sampling`.
+    pub fn describe(&self) -> String {
+        match self {
+            Trigger::Entry(calls) => calls.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
+            Trigger::Exit { syscalls, .. } => syscalls
+                .iter()
+                .map(|s| format!("{} exit", s.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Trigger::Hook { hook, .. } => hook.lsm().to_string(),
+            Trigger::Sample(s) => format!("{} Hz sampling", s.frequency),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub name: String,
     /// Where the rule's name is written.
     pub at: Location,
-    /// The table entries the rule is on: its syscalls, or its hook's entry.
-    pub syscalls: Vec<Syscall>,
-    /// Set for rules triggered by a security hook.
-    pub hook: Option<Hook>,
-    /// Hook rules: the file the operation is on.
-    pub file: Option<Set<FileId>>,
-    /// Hook rules: what to do at syscall entry where BPF-LSM is refused.
-    pub fallback: Option<Action>,
-    /// Sampling rules: the perf event that triggers them.
-    pub sample: Option<Sample>,
-    /// Exit rules: they answer at the syscall's exit, on these conditions.
-    pub exit: Option<Exit>,
+    pub trigger: Trigger,
     /// Act only past a number of matching calls in a window.
     pub rate: Option<Rate>,
     /// Signal rules: whom the signal goes to, and the value it carries.
@@ -389,5 +446,93 @@ impl Policy {
         load_str(SEED, SEED_NAME.as_ref(), &Env::host())
             .expect("the built-in seed policy is valid")
             .policy
+    }
+
+    /// The rule that answers `call`, read rule by rule: the meaning of a
+    /// policy, which the compiled tables and the kernel's matcher must agree
+    /// with (their tests compare them on random calls).
+    pub fn first_match(&self, call: &Call) -> Option<usize> {
+        self.rules.iter().position(|r| r.matches(call))
+    }
+}
+
+/// A call as rules see it: where it is answered, the caller, the arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub point: Point,
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: Comm,
+    /// (kernel dev_t, inode) of the caller's executable, and its parent's.
+    pub exe: (u32, u64),
+    pub parent_exe: (u32, u64),
+    /// The caller's cgroup and its ancestors: the id at each level from the
+    /// root (index 0).
+    pub cgroups: Vec<u64>,
+    /// The six argument registers; at an exit, the return value and the
+    /// time the call took (ns).
+    pub args: [u64; 6],
+    /// A hook's file, (kernel dev_t, inode); None where the hook has none.
+    pub file: Option<(u32, u64)>,
+    /// Pids in the protected set (for `protected` argument matchers).
+    pub protected: Vec<u32>,
+}
+
+impl Rule {
+    /// Whether this rule, on its own, matches `call` (precedence aside).
+    pub fn matches(&self, c: &Call) -> bool {
+        let ids = |set: &Option<Set<u32>>, v: u32| set.as_ref().is_none_or(|s| s.accepts(&v));
+        let file = |set: &Option<Set<FileId>>, (dev, ino): (u32, u64)| {
+            set.as_ref()
+                .is_none_or(|s| s.values.iter().any(|f| (f.dev, f.ino) == (dev, ino)) != s.negate)
+        };
+        let s = &self.selectors;
+        let at_point = self.trigger.points().iter().any(|(p, _)| *p == c.point);
+        // The kernel reads zeros where a hook has no file.
+        let hook_file = match &self.trigger {
+            Trigger::Hook { file: set, .. } => file(set, c.file.unwrap_or((0, 0))),
+            _ => true,
+        };
+        let exit = match &self.trigger {
+            Trigger::Exit { exit, .. } => {
+                exit.returns.as_ref().is_none_or(|r| r.accepts(&c.args[0]))
+                    && exit.slower_than_ns.is_none_or(|ns| c.args[1] >= ns)
+            }
+            _ => true,
+        };
+        at_point
+            && hook_file
+            && exit
+            && ids(&s.pid, c.pid)
+            && ids(&s.ppid, c.ppid)
+            && ids(&s.uid, c.uid)
+            && ids(&s.gid, c.gid)
+            && s.comm.as_ref().is_none_or(|x| x.accepts(&c.comm))
+            && file(&s.executable, c.exe)
+            && file(&s.parent_executable, c.parent_exe)
+            && s.cgroup.as_ref().is_none_or(|x| {
+                let inside = x
+                    .values
+                    .iter()
+                    .any(|g| c.cgroups.get(g.level as usize) == Some(&g.id));
+                inside != x.negate
+            })
+            && self.args.iter().all(|m| {
+                let v = c.args[usize::from(m.index)];
+                match &m.cond {
+                    ArgCond::In(set) => set.accepts(&v),
+                    ArgCond::Bits(Bits::Any, b) => v & b != 0,
+                    ArgCond::Bits(Bits::All, b) => v & b == *b,
+                    ArgCond::Bits(Bits::None, b) => v & b == 0,
+                    ArgCond::Range { lo, hi, outside } => (lo..=hi).contains(&&v) != *outside,
+                    ArgCond::Protected { negate } => {
+                        let protected = v != 0
+                            && u32::try_from(v).is_ok_and(|p| p == 1 || c.protected.contains(&p));
+                        protected != *negate
+                    }
+                }
+            })
     }
 }

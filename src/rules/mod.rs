@@ -10,40 +10,21 @@
 //! `free | pos | (negated & !neg)`: one lookup per selector, however many
 //! rules there are.
 
+mod encode;
+
+pub use encode::{Handler, encode_match, encode_rule, encode_table};
+
 use std::collections::BTreeMap;
 
-use crate::kernel::types::{self, reflex_check_op as Op, reflex_dim as D, reflex_limit as L};
-use crate::policy::hooks::Hook;
-use crate::policy::{
-    self, Action, ArgCond, Bits, Diagnostic, Diagnostics, Location, Mode, Policy, Set,
+pub use crate::abi::Point;
+use crate::abi::types::{reflex_check_op as Op, reflex_dim as D};
+use crate::abi::{
+    DIMS, MAX_CHECKED, MAX_CHECKS, MAX_MATCHES, MAX_PROTECT_OBJECTS, MAX_PROTECTED, MAX_RULES,
+    SLOTS,
 };
-
-const fn limit(l: L) -> usize {
-    l.0 as usize
-}
-
-/// Table entries: syscall numbers below FIRST_HOOK, then security hooks.
-pub const MAX_SYSCALL_NR: i32 = L::REFLEX_MAX_SYSCALLS.0 as i32;
-pub const FIRST_HOOK: i32 = L::REFLEX_FIRST_HOOK.0 as i32;
-/// Exit entries: EXIT_BASE + syscall number.
-pub const EXIT_BASE: i32 = L::REFLEX_EXIT_BASE.0 as i32;
-/// Rules in a policy.
-pub const MAX_RULES: usize = limit(L::REFLEX_MAX_RULES);
-/// Rules on one syscall.
-pub const SLOTS: usize = limit(L::REFLEX_SLOTS);
-/// Mask, range and `protected` argument matchers per rule.
-pub const MAX_CHECKS: usize = limit(L::REFLEX_MAX_CHECKS);
-/// Rules with such matchers on one syscall.
-pub const MAX_CHECKED: usize = limit(L::REFLEX_MAX_CHECKED);
-/// Selector entries one rule set may use (the map holds two sets).
-pub const MAX_MATCHES: usize = limit(L::REFLEX_MAX_MATCHES) / 2;
-/// Depth of cgroups that selectors can name.
-pub const CGROUP_LEVELS: usize = limit(L::REFLEX_CGROUP_LEVELS);
-/// Protected pids, executables and cgroups.
-pub const MAX_PROTECTED: usize = limit(L::REFLEX_MAX_PROTECTED);
-pub const MAX_PROTECT_OBJECTS: usize = limit(L::REFLEX_MAX_PROTECT_OBJECTS);
-/// Number of selector dimensions.
-pub const DIMS: usize = D::REFLEX_DIM_MAX.0 as usize;
+use crate::policy::{
+    self, Action, ArgCond, Bits, Diagnostic, Diagnostics, Location, Mode, Policy, Set, Trigger,
+};
 
 /// A selector dimension, as the kernel numbers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -95,9 +76,11 @@ pub struct CompiledRule {
     pub pause_ns: u64,
 }
 
-/// The rules of one syscall.
+/// The rules of one table entry (a syscall's entry or exit, a hook, the
+/// sampler).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyscallTable {
+pub struct Table {
+    /// The syscall's name (or the hook's, or `sample`).
     pub name: &'static str,
     /// Rule index per slot; slot order is precedence.
     pub slots: Vec<u16>,
@@ -112,7 +95,7 @@ pub struct SyscallTable {
     pub cgroup_levels: u32,
 }
 
-impl SyscallTable {
+impl Table {
     pub fn rules_mask(&self) -> u64 {
         match self.slots.len() {
             SLOTS => u64::MAX,
@@ -121,10 +104,10 @@ impl SyscallTable {
     }
 }
 
-/// `(syscall, dim, value)`: the key of a selector entry.
+/// `(point, dim, value)`: the key of a selector entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MatchKey {
-    pub nr: i32,
+    pub point: Point,
     pub dim: Dim,
     pub value: [u64; 2],
 }
@@ -154,40 +137,12 @@ pub struct Protection {
 pub struct RuleSet {
     /// Indexed by rule id.
     pub rules: Vec<CompiledRule>,
-    /// By syscall number.
-    pub syscalls: BTreeMap<i32, SyscallTable>,
+    /// By where they answer.
+    pub tables: BTreeMap<Point, Table>,
     pub matches: BTreeMap<MatchKey, MatchValue>,
     pub protect: Protection,
     /// The perf event of sampling rules, if there are any.
     pub sampling: Option<policy::Sample>,
-}
-
-/// What a rule-table entry is attached to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Point {
-    /// A syscall's entry, by number.
-    Entry(i32),
-    /// A security hook.
-    Hook(Hook),
-    /// The sampling perf event.
-    Sample,
-    /// A syscall's exit, by syscall number.
-    Exit(i32),
-}
-
-impl Point {
-    /// The point of table entry `nr`.
-    pub fn of(nr: i32) -> Point {
-        if nr >= EXIT_BASE {
-            Point::Exit(nr - EXIT_BASE)
-        } else if nr == types::reflex_hook::REFLEX_HOOK_SAMPLE.0 as i32 {
-            Point::Sample
-        } else if let Some(h) = Hook::from_nr(nr) {
-            Point::Hook(h)
-        } else {
-            Point::Entry(nr)
-        }
-    }
 }
 
 impl RuleSet {
@@ -202,19 +157,19 @@ impl RuleSet {
     }
 
     fn names(&self, want: impl Fn(Point) -> bool) -> Vec<&'static str> {
-        self.syscalls
+        self.tables
             .iter()
-            .filter(|(nr, _)| want(Point::of(**nr)))
+            .filter(|(p, _)| want(**p))
             .map(|(_, t)| t.name)
             .collect()
     }
 
     /// The security hooks rules are on.
-    pub fn hooks(&self) -> Vec<Hook> {
-        self.syscalls
+    pub fn hooks(&self) -> Vec<policy::Hook> {
+        self.tables
             .keys()
-            .filter_map(|&nr| match Point::of(nr) {
-                Point::Hook(h) => Some(h),
+            .filter_map(|p| match p {
+                Point::Hook(h) => Some(*h),
                 _ => None,
             })
             .collect()
@@ -292,7 +247,9 @@ pub fn compile(policy: &Policy, options: Options) -> Result<RuleSet, Diagnostics
         };
         add(Dim::EXE, &files(&s.executable));
         add(Dim::PARENT_EXE, &files(&s.parent_executable));
-        add(Dim::FILE, &files(&rule.file));
+        if let Trigger::Hook { file, .. } = &rule.trigger {
+            add(Dim::FILE, &files(file));
+        }
         add(
             Dim::CGROUP,
             &s.cgroup.as_ref().map(|c| Set {
@@ -355,7 +312,7 @@ pub fn compile(policy: &Policy, options: Options) -> Result<RuleSet, Diagnostics
             .unwrap_or(0);
 
         // Exit rules sit on the syscalls' exit entries; their entries are timed.
-        if let Some(exit) = &rule.exit {
+        if let Trigger::Exit { syscalls, exit } = &rule.trigger {
             if let Some(values) = &exit.returns {
                 lookups.push((
                     Dim::arg(0),
@@ -371,32 +328,20 @@ pub fn compile(policy: &Policy, options: Options) -> Result<RuleSet, Diagnostics
                     b: u64::MAX,
                 });
             }
-            for sc in &rule.syscalls {
-                table_for(&mut set.syscalls, sc.nr, sc.name).timed = true;
+            for sc in syscalls {
+                table_for(&mut set.tables, Point::Entry(sc.nr), sc.name).timed = true;
             }
         }
-        let points: Vec<policy::Syscall> = rule
-            .syscalls
-            .iter()
-            .map(|sc| match rule.exit {
-                Some(_) => policy::Syscall {
-                    name: sc.name,
-                    nr: EXIT_BASE + sc.nr,
-                },
-                None => *sc,
-            })
-            .collect();
-        for sc in &points {
-            let table = table_for(&mut set.syscalls, sc.nr, sc.name);
+        for (point, name) in rule.trigger.points() {
+            let table = table_for(&mut set.tables, point, name);
             let slot = table.slots.len();
             if slot == SLOTS {
                 diags.push(Diagnostic::error(
                     rule.at.clone(),
                     format!(
-                        "rule '{}' is rule {} on {}: at most {SLOTS} rules may watch one syscall",
+                        "rule '{}' is rule {} on {name}: at most {SLOTS} rules may watch one syscall",
                         rule.name,
                         slot + 1,
-                        sc.name
                     ),
                 ));
                 continue;
@@ -412,7 +357,7 @@ pub fn compile(policy: &Policy, options: Options) -> Result<RuleSet, Diagnostics
                              argument matchers: at most {MAX_CHECKED} per syscall",
                             rule.name,
                             MAX_CHECKED + 1,
-                            sc.name
+                            name
                         ),
                     ));
                 }
@@ -433,7 +378,7 @@ pub fn compile(policy: &Policy, options: Options) -> Result<RuleSet, Diagnostics
                     let entry = set
                         .matches
                         .entry(MatchKey {
-                            nr: sc.nr,
+                            point,
                             dim: *dim,
                             value: *value,
                         })
@@ -475,20 +420,23 @@ pub fn compile(policy: &Policy, options: Options) -> Result<RuleSet, Diagnostics
         ));
     }
     set.protect = protection(&policy.protect, &mut diags, policy);
-    set.sampling = policy.rules.iter().find_map(|r| r.sample);
+    set.sampling = policy.rules.iter().find_map(|r| match r.trigger {
+        Trigger::Sample(s) => Some(s),
+        _ => None,
+    });
     if diags.iter().any(Diagnostic::is_error) {
         return Err(Diagnostics(diags));
     }
     Ok(set)
 }
 
-/// The table of entry `nr`, made empty if new.
+/// The table of `point`, made empty if new.
 fn table_for<'t>(
-    tables: &'t mut BTreeMap<i32, SyscallTable>,
-    nr: i32,
+    tables: &'t mut BTreeMap<Point, Table>,
+    point: Point,
     name: &'static str,
-) -> &'t mut SyscallTable {
-    tables.entry(nr).or_insert_with(|| SyscallTable {
+) -> &'t mut Table {
+    tables.entry(point).or_insert_with(|| Table {
         name,
         slots: Vec::new(),
         checked: 0,
@@ -527,5 +475,7 @@ fn protection(p: &policy::Protect, diags: &mut Vec<Diagnostic>, policy: &Policy)
     }
 }
 
+#[cfg(test)]
+mod calls;
 #[cfg(test)]
 mod tests;

@@ -357,11 +357,13 @@ impl Reflex {
     }
 
     /// SIGTERM, then everything it printed.
-    pub fn stop(mut self) -> Output {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+    pub fn stop(self) -> Output {
+        self.stop_with(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// `sig` (SIGINT, SIGTERM), then everything it printed.
+    pub fn stop_with(mut self, sig: nix::sys::signal::Signal) -> Output {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig);
         // reflex detaches, resumes what it paused and prints its summary:
         // a hang there is a failure of its own, not a stuck suite.
         let deadline = Instant::now() + TIMEOUT;
@@ -373,7 +375,7 @@ impl Reflex {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 panic!(
-                    "reflex did not exit within {TIMEOUT:?} of SIGTERM; its stderr:\n{}",
+                    "reflex did not exit within {TIMEOUT:?} of {sig}; its stderr:\n{}",
                     self.stderr.rest().join("\n")
                 );
             }
@@ -487,6 +489,13 @@ impl Drop for TestCgroup {
             thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Whether process `pid` is stopped (state T in /proc/PID/stat).
+pub fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s[s.rfind(')').unwrap() + 2..].starts_with('T'))
+        .unwrap_or(false)
 }
 
 /// Number of a syscall on this machine.

@@ -1,13 +1,11 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * reflex kernel side: answer a watched syscall with a signal, in the kernel,
- * before the caller runs another user-space instruction.
- *
- * A call is evaluated in constant work per selector, whatever the number of
- * rules: for each selector some rule on this syscall uses, one hash lookup of
- * (syscall, selector, value) gives the rules it satisfies as a bit mask; the
- * masks are ANDed, and the lowest surviving bit is the rule that answers
- * (after its few mask/range checks, if it has any).
+ * reflex kernel side: answer a watched syscall, security hook or sample in
+ * the kernel, with a signal or a refusal, before the caller runs another
+ * user-space instruction. This file holds the programs; what they share is
+ * in the headers beside it: the boundary (reflex.h), the constants and maps
+ * (state.h), the caller (caller.h), the matcher (match.h), carrying a rule
+ * out (act.h).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -21,47 +19,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define EPERM	   1
 #define MAX_ERRNO  4095
 
-/* Load-time configuration, set by user space before load. */
-const volatile __u32 reflex_tgid = 0; /* never signal ourselves */
-const volatile __u32 scope_ppid = 0;  /* 0: every parent; else only its children */
-/* Wake the reader only once this many bytes wait in the ring buffer (0: at
- * every event). Fewer wake-ups cost the watched call less and do not put the
- * reader between a signalled process and its death; the reader also looks
- * at the buffer on a short timer, so no event waits long. */
-const volatile __u64 wake_at = 0;
-/* Tracing programs may call bpf_get_current_ancestor_cgroup_id (not on 5.10:
- * then the ancestors are read from the task's cgroup). Set by user space. */
-const volatile bool ancestor_helper = true;
-
-/* struct cgroup before 6.0 listed its ancestors' ids, not the cgroups. */
-struct cgroup___ids {
-	int level;
-	__u64 ancestor_ids[];
-} __attribute__((preserve_access_index));
-
-/* The id of the current task's cgroup v2 ancestor at `level` (0: the root),
- * or 0 when it is not that deep. */
-static __always_inline __u64 ancestor_cgroup_id(int level)
-{
-	struct task_struct *task;
-	struct cgroup *cg, *at;
-	__u64 id = 0;
-
-	if (ancestor_helper)
-		return bpf_get_current_ancestor_cgroup_id(level);
-	task = (struct task_struct *)bpf_get_current_task();
-	cg = BPF_CORE_READ(task, cgroups, dfl_cgrp);
-	if (!cg || level > BPF_CORE_READ(cg, level))
-		return 0;
-	if (bpf_core_field_exists(struct cgroup___ids, ancestor_ids)) {
-		struct cgroup___ids *old = (void *)cg;
-
-		bpf_core_read(&id, sizeof(id), &old->ancestor_ids[level]);
-		return id;
-	}
-	bpf_core_read(&at, sizeof(at), &cg->ancestors[level]);
-	return at ? BPF_CORE_READ(at, kn, id) : 0;
-}
+#include "state.h"
+#include "caller.h"
+#include "match.h"
+#include "act.h"
 
 /* Force the boundary types into BTF so the skeleton exports them. */
 struct reflex_event _reflex_event = {};
@@ -82,487 +43,7 @@ enum reflex_to _reflex_to = 0;
 enum reflex_value _reflex_value = 0;
 struct reflex_start _reflex_start = {};
 struct reflex_rate_key _reflex_rate_key = {};
-
-/* Signalling another task: kfuncs of 6.13+, used only by reflex_raw_k and
- * resolved to nothing where the kernel lacks them. */
-extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym __weak;
-extern void bpf_task_release(struct task_struct *p) __ksym __weak;
-extern int bpf_send_signal_task(struct task_struct *task, int sig, enum pid_type type,
-				u64 value) __ksym __weak;
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
-} events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct reflex_stats);
-} stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct reflex_state);
-} state SEC(".maps");
-
-/* Index: set * REFLEX_MAX_SYSCALLS + syscall number. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, REFLEX_SETS *REFLEX_MAX_SYSCALLS);
-	__type(key, __u32);
-	__type(value, struct reflex_syscall);
-} syscalls SEC(".maps");
-
-/* Index: set * REFLEX_MAX_RULES + rule index. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, REFLEX_SETS *REFLEX_MAX_RULES);
-	__type(key, __u32);
-	__type(value, struct reflex_rule);
-} rules SEC(".maps");
-
-/*
- * Read by no program: updating `grace` makes the kernel wait for an RCU grace
- * period, so for every program already running to finish (it does so before
- * any map-in-map update returns). User space does this after switching rule
- * sets, so that a set switched away from is no longer being read when it is
- * rewritten, even by a program that was preempted while reading it.
- */
-struct grace_inner {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} grace_inner SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__array(values, struct grace_inner);
-} grace SEC(".maps");
-
-/* A tracepoint call handed from a per-arity stub to reflex_tp_eval. */
-struct reflex_call {
-	__s64 nr;
-	__u32 set; /* read once, by the stub: the call is answered by one set */
-	__u32 _pad;
-	__u64 args[6];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct reflex_call);
-} calls SEC(".maps");
-
-/* Slot 0: reflex_tp_eval, set by user space after load. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} tp_eval SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, REFLEX_MAX_MATCHES);
-	__type(key, struct reflex_match_key);
-	__type(value, struct reflex_match);
-} matches SEC(".maps");
-
-/* Threads in a timed syscall: when it started. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, REFLEX_MAX_TIMED);
-	__type(key, __u32);
-	__type(value, struct reflex_start);
-} starts SEC(".maps");
-
-/* Rate conditions: calls per (install's rule, group) in the current window. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, REFLEX_MAX_RATES);
-	__type(key, struct reflex_rate_key);
-	__type(value, struct reflex_rate);
-} rates SEC(".maps");
-
-/* Paused processes: when user space is to send SIGCONT. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, REFLEX_MAX_PAUSED);
-	__type(key, __u32);
-	__type(value, struct reflex_pause);
-} paused SEC(".maps");
-
-/* Thread group ids no rule may signal (besides pid 1 and reflex), with why. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, REFLEX_MAX_PROTECTED);
-	__type(key, __u32);
-	__type(value, __u8);
-} protected SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, REFLEX_MAX_PROTECT_OBJECTS);
-	__type(key, struct reflex_file_key);
-	__type(value, __u8);
-} protected_exes SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, REFLEX_MAX_PROTECT_OBJECTS);
-	__type(key, __u64);
-	__type(value, __u8);
-} protected_cgroups SEC(".maps");
-
-static __always_inline void count(enum reflex_stat which)
-{
-	__u32 zero = 0;
-	struct reflex_stats *s = bpf_map_lookup_elem(&stats, &zero);
-
-	if (s && which < REFLEX_STAT_MAX)
-		s->count[which]++;
-}
-
-/* The rules for `nr` in the active set, if `kind` is the program answering it. */
-static __always_inline struct reflex_syscall *watched(long nr, __u8 kind, __u32 *set)
-{
-	__u32 zero = 0, idx;
-	struct reflex_state *st;
-	struct reflex_syscall *sc;
-
-	if (nr < 0 || nr >= REFLEX_MAX_SYSCALLS)
-		return NULL;
-	st = bpf_map_lookup_elem(&state, &zero);
-	if (!st)
-		return NULL;
-	*set = st->active & 1;
-	idx = *set * REFLEX_MAX_SYSCALLS + (__u32)nr;
-	sc = bpf_map_lookup_elem(&syscalls, &idx);
-	if (!sc || sc->handler != kind || !(sc->rules || sc->timed))
-		return NULL;
-	return sc;
-}
-
-/* Rules satisfied by the value in `key`, for dim `d`. */
-static __always_inline __u64 accept(const struct reflex_syscall *sc, int d,
-				    const struct reflex_match_key *key)
-{
-	struct reflex_match *m = bpf_map_lookup_elem(&matches, key);
-	__u64 pos = 0, neg = 0;
-
-	if (m) {
-		pos = m->pos;
-		neg = m->neg;
-	}
-	return sc->free[d] | pos | (sc->negated[d] & ~neg);
-}
-
-static __always_inline void file_key(struct file *file, __u64 *value)
-{
-	value[0] = BPF_CORE_READ(file, f_inode, i_ino);
-	value[1] = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
-}
-
-/* Narrows `cand` by one selector dim; the value is computed only if used. */
-#define NARROW(d, fill)                                                                            \
-	do {                                                                                       \
-		if (sc->dims & (1U << (d))) {                                                      \
-			key.dim = (d);                                                             \
-			key.value[0] = 0;                                                          \
-			key.value[1] = 0;                                                          \
-			fill;                                                                      \
-			cand &= accept(sc, (d), &key);                                             \
-			if (!cand)                                                                 \
-				return 0;                                                          \
-		}                                                                                  \
-	} while (0)
-
-/* Index of the lowest set bit, without branches (the verifier explores each
- * branch of each loop iteration): isolate it, multiply by a de Bruijn
- * sequence, look the top six bits up. */
-static const __u8 debruijn64[64] = {
-	0,  1,	2,  53, 3,  7,	54, 27, 4,  38, 41, 8,	34, 55, 48, 28, 62, 5,	39, 46, 44, 42,
-	22, 9,	24, 35, 59, 56, 49, 18, 29, 11, 63, 52, 6,  26, 37, 40, 33, 47, 61, 45, 43, 21,
-	23, 58, 17, 10, 51, 25, 36, 32, 60, 20, 57, 16, 50, 31, 19, 15, 30, 14, 13, 12,
-};
-
-static __always_inline __u32 lowest_bit(__u64 v)
-{
-	return debruijn64[((v & -v) * 0x022fdd63cc95386dULL) >> 58];
-}
-
-/* The rule in the lowest slot set in `slots`. */
-static __always_inline struct reflex_rule *rule_at(const struct reflex_syscall *sc, __u32 set,
-						   __u64 slots)
-{
-	__u64 slot = lowest_bit(slots);
-	__u32 idx;
-
-	/* The bound the verifier needs; in asm, as clang would drop it. */
-	asm volatile("%[s] &= 63" : [s] "+r"(slot));
-	idx = set * REFLEX_MAX_RULES + (sc->rule[slot] % REFLEX_MAX_RULES);
-	return bpf_map_lookup_elem(&rules, &idx);
-}
-
-static __always_inline bool is_protected_pid(__u64 pid)
-{
-	__u32 key = (__u32)pid;
-
-	if (pid == 0 || pid > 0xffffffffULL)
-		return false;
-	return pid == 1 || key == reflex_tgid || bpf_map_lookup_elem(&protected, &key);
-}
-
-static __always_inline bool checks_pass(const struct reflex_rule *rule, const __u64 *args)
-{
-	for (int i = 0; i < REFLEX_MAX_CHECKS; i++) {
-		const struct reflex_check *c = &rule->checks[i];
-		__u64 v;
-
-		if (i >= rule->nchecks)
-			break;
-		if (c->arg >= 6)
-			return false;
-		v = args[c->arg];
-		switch (c->op) {
-		case REFLEX_CHECK_MASK_ANY:
-			if (!(v & c->a))
-				return false;
-			break;
-		case REFLEX_CHECK_MASK_ALL:
-			if ((v & c->a) != c->a)
-				return false;
-			break;
-		case REFLEX_CHECK_MASK_NONE:
-			if (v & c->a)
-				return false;
-			break;
-		case REFLEX_CHECK_RANGE:
-			if (v < c->a || v > c->b)
-				return false;
-			break;
-		case REFLEX_CHECK_NOT_RANGE:
-			if (v >= c->a && v <= c->b)
-				return false;
-			break;
-		case REFLEX_CHECK_PROTECTED:
-			if (!is_protected_pid(v))
-				return false;
-			break;
-		case REFLEX_CHECK_NOT_PROTECTED:
-			if (is_protected_pid(v))
-				return false;
-			break;
-		default:
-			return false;
-		}
-	}
-	return true;
-}
-
-static __always_inline enum reflex_skip safety_check(struct task_struct *task, __u32 tgid)
-{
-	if (tgid == 1)
-		return REFLEX_SKIP_INIT;
-	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
-		return REFLEX_SKIP_KTHREAD;
-	if (tgid == reflex_tgid)
-		return REFLEX_SKIP_SELF;
-	if (bpf_map_lookup_elem(&protected, &tgid))
-		return REFLEX_SKIP_PROTECTED;
-	return REFLEX_SKIP_NONE;
-}
-
-/* The group a rate condition counts in. */
-static __always_inline __u64 rate_group(__u8 by, struct task_struct *task, __u32 tgid, __u32 ppid)
-{
-	switch (by) {
-	case REFLEX_RATE_PARENT:
-		return ppid;
-	case REFLEX_RATE_SESSION:
-		return BPF_CORE_READ(task, signal, pids[PIDTYPE_SID], numbers[0].nr);
-	case REFLEX_RATE_CGROUP:
-		return bpf_get_current_cgroup_id();
-	default:
-		return tgid;
-	}
-}
-
-/* Counts this call against the rule's rate; the count so far in the window
- * (the rule acts only past `rate_over`). */
-static __always_inline __u64 rate_count(const struct reflex_rule *rule, struct task_struct *task,
-					__u32 tgid, __u32 ppid)
-{
-	struct reflex_rate_key key = {
-		.rule = rule->id,
-		.generation = rule->generation,
-		.group = rate_group(rule->rate_by, task, tgid, ppid),
-	};
-	__u64 now = bpf_ktime_get_ns();
-	struct reflex_rate *r = bpf_map_lookup_elem(&rates, &key);
-
-	if (!r) {
-		struct reflex_rate first = {.start = now, .count = 1};
-
-		bpf_map_update_elem(&rates, &key, &first, BPF_ANY);
-		return 1;
-	}
-	if (now - r->start >= rule->rate_window_ns) {
-		r->start = now;
-		r->count = 1;
-		return 1;
-	}
-	/* The result is not used: clang emits the plain atomic add that 5.10
-	 * has, not the fetching one (5.12+). Two callers may read the same
-	 * count; neither misses the threshold for long. */
-	__sync_fetch_and_add(&r->count, 1);
-	return r->count;
-}
-
-/* Sends the rule's signal to another task (its parent, or a pid), with a
- * value: bpf_send_signal_task, where the kernel has it. */
-static __always_inline long signal_other(const struct reflex_rule *rule, __u32 target, __u32 tgid)
-{
-	struct task_struct *t;
-	long ret;
-
-	if (!bpf_ksym_exists(bpf_send_signal_task) || !bpf_ksym_exists(bpf_task_from_pid))
-		return -95; /* EOPNOTSUPP */
-	t = bpf_task_from_pid(target);
-	if (!t)
-		return -3; /* ESRCH */
-	ret = bpf_send_signal_task(t, rule->signal, PIDTYPE_TGID,
-				   rule->value_kind == REFLEX_VALUE_CALLER_PID ? tgid
-									       : rule->value);
-	bpf_task_release(t);
-	return ret;
-}
-
-/*
- * Carries out `rule` for the current task and reports it. Returns what a
- * security hook must return: -errno to refuse, 0 to allow. `kfuncs`: the
- * calling program may use bpf_send_signal_task (a constant: the code is
- * left out of the others).
- */
-static __always_inline int act(const struct reflex_rule *rule, __u32 set, long nr,
-			       const __u64 *args, struct task_struct *task, __u64 pid_tgid,
-			       __u32 ppid, bool kfuncs)
-{
-	__u32 tgid = pid_tgid >> 32;
-	enum reflex_skip skip = REFLEX_SKIP_NONE;
-	enum reflex_action action;
-	bool deny = rule->verdict == REFLEX_VERDICT_DENY;
-	__u32 to_pid = 0;
-	__u64 rated = 0;
-	int verdict = 0;
-	long ret = 0;
-
-	if (rule->rate_window_ns) {
-		rated = rate_count(rule, task, tgid, ppid);
-		if (rated <= rule->rate_over)
-			return 0; /* under the rate: not an event */
-	}
-	if (rule->to == REFLEX_TO_PARENT)
-		to_pid = ppid;
-	else if (rule->to == REFLEX_TO_PID)
-		to_pid = rule->to_pid;
-
-	count(REFLEX_STAT_MATCHED);
-	if (rule->verdict == REFLEX_VERDICT_AUDIT) {
-		action = REFLEX_ACTION_AUDITED;
-		count(REFLEX_STAT_AUDITED);
-	} else if ((skip = safety_check(task, tgid)) != REFLEX_SKIP_NONE) {
-		/* Safety first: nothing below may touch what must not be touched. */
-		action = REFLEX_ACTION_SKIPPED;
-		count(REFLEX_STAT_SKIPPED);
-	} else if (rule->monitor) {
-		action = deny ? REFLEX_ACTION_WOULD_DENY : REFLEX_ACTION_WOULD_SIGNAL;
-		count(deny ? REFLEX_STAT_WOULD_DENY : REFLEX_STAT_WOULD_SIGNAL);
-	} else {
-		if (rule->signal && rule->pause_ns) {
-			/* The resume is recorded before the stop: a process is never
-			 * stopped without its SIGCONT due. User space works from the
-			 * map, not the event, so a dropped event loses no resume. */
-			struct reflex_pause p = {
-				.resume_at = bpf_ktime_get_boot_ns() + rule->pause_ns,
-				.rule = rule->id,
-				.generation = rule->generation,
-			};
-
-			ret = bpf_map_update_elem(&paused, &tgid, &p, BPF_ANY);
-			if (!ret) {
-				ret = bpf_send_signal(rule->signal);
-				if (ret)
-					bpf_map_delete_elem(&paused, &tgid);
-				else
-					count(REFLEX_STAT_PAUSED);
-			}
-			count(ret ? REFLEX_STAT_FAILED : REFLEX_STAT_SIGNALLED);
-		} else if (rule->signal) {
-			if (to_pid) {
-				if (kfuncs)
-					ret = signal_other(rule, to_pid, tgid);
-				else
-					ret = -95; /* EOPNOTSUPP: not from this program */
-			} else if (rule->target == REFLEX_TARGET_THREAD) {
-				ret = bpf_send_signal_thread(rule->signal);
-			} else {
-				ret = bpf_send_signal(rule->signal);
-			}
-			count(ret ? REFLEX_STAT_FAILED : REFLEX_STAT_SIGNALLED);
-		}
-		if (deny) {
-			verdict = -rule->error;
-			action = REFLEX_ACTION_DENIED;
-			count(REFLEX_STAT_DENIED);
-		} else {
-			action = ret ? REFLEX_ACTION_FAILED : REFLEX_ACTION_SIGNALLED;
-		}
-	}
-
-	struct reflex_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count(REFLEX_STAT_DROPPED);
-		return verdict;
-	}
-	__u64 uid_gid = bpf_get_current_uid_gid();
-
-	e->boot_ns = bpf_ktime_get_boot_ns();
-	e->cgroup_id = bpf_get_current_cgroup_id();
-	for (int i = 0; i < 6; i++)
-		e->args[i] = args[i];
-	e->pid = tgid;
-	e->tid = (__u32)pid_tgid;
-	e->ppid = ppid;
-	e->uid = (__u32)uid_gid;
-	e->gid = uid_gid >> 32;
-	e->syscall_nr = nr;
-	e->signal = rule->signal;
-	e->result = ret;
-	e->error = deny ? rule->error : 0;
-	e->to_pid = to_pid;
-	e->count = rated;
-	e->window_ns = rule->rate_window_ns;
-	e->rule = rule->id;
-	e->set = set;
-	e->generation = rule->generation;
-	e->action = action;
-	e->skip = skip;
-	e->target = rule->target;
-	bpf_get_current_comm(&e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wake_at
-				      ? BPF_RB_FORCE_WAKEUP
-				      : BPF_RB_NO_WAKEUP);
-	return verdict;
-}
+struct reflex_test_call _reflex_test_call = {};
 
 /*
  * Finds the rule of `sc` that answers this call, if any, and carries it out.
@@ -574,82 +55,18 @@ static __always_inline int evaluate(const struct reflex_syscall *sc, __u32 set, 
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct reflex_match_key key = {.nr = (__u32)nr, .set = set};
-	__u64 cand = sc->rules;
 	__u32 ppid = 0; /* read when first needed */
+	struct reflex_rule *rule;
 
 	if (scope_ppid) {
 		ppid = BPF_CORE_READ(task, real_parent, tgid);
 		if (ppid != scope_ppid)
 			return 0;
 	}
-
-	/* Cheapest values first: a mismatch stops before the costly reads. */
-	NARROW(REFLEX_DIM_PID, key.value[0] = pid_tgid >> 32);
-	NARROW(REFLEX_DIM_PPID,
-	       key.value[0] = ppid = ppid ?: BPF_CORE_READ(task, real_parent, tgid));
-	NARROW(REFLEX_DIM_UID, key.value[0] = (__u32)bpf_get_current_uid_gid());
-	NARROW(REFLEX_DIM_GID, key.value[0] = bpf_get_current_uid_gid() >> 32);
-	NARROW(REFLEX_DIM_ARG0, key.value[0] = args[0]);
-	NARROW(REFLEX_DIM_ARG1, key.value[0] = args[1]);
-	NARROW(REFLEX_DIM_ARG2, key.value[0] = args[2]);
-	NARROW(REFLEX_DIM_ARG3, key.value[0] = args[3]);
-	NARROW(REFLEX_DIM_ARG4, key.value[0] = args[4]);
-	NARROW(REFLEX_DIM_ARG5, key.value[0] = args[5]);
-	NARROW(REFLEX_DIM_FILE, key.value[0] = file[0]; key.value[1] = file[1]);
-	NARROW(REFLEX_DIM_COMM, bpf_get_current_comm(&key.value, sizeof(key.value)));
-	NARROW(REFLEX_DIM_EXE, file_key(BPF_CORE_READ(task, mm, exe_file), key.value));
-	NARROW(REFLEX_DIM_PARENT_EXE,
-	       file_key(BPF_CORE_READ(task, real_parent, mm, exe_file), key.value));
-
-	if (sc->dims & (1U << REFLEX_DIM_CGROUP)) {
-		/* In a cgroup means at it or below it: look up each ancestor
-		 * level some selector names. */
-		__u64 pos = 0, neg = 0;
-
-		key.dim = REFLEX_DIM_CGROUP;
-		key.value[1] = 0;
-		for (int level = 0; level < REFLEX_CGROUP_LEVELS; level++) {
-			struct reflex_match *m;
-
-			if (!(sc->cgroup_levels & (1U << level)))
-				continue;
-			key.value[0] = ancestor_cgroup_id(level);
-			m = bpf_map_lookup_elem(&matches, &key);
-			if (m) {
-				pos |= m->pos;
-				neg |= m->neg;
-			}
-		}
-		cand &= sc->free[REFLEX_DIM_CGROUP] | pos | (sc->negated[REFLEX_DIM_CGROUP] & ~neg);
-		if (!cand)
-			return 0;
-	}
-
-	/*
-	 * Candidates in precedence order; the first whose checks pass answers.
-	 * A rule without checks always passes, so only the rules with checks
-	 * before the first such rule need a look (at most REFLEX_MAX_CHECKED).
-	 */
-	struct reflex_rule *winner = NULL;
-	__u64 unchecked = cand & ~sc->checked;
-	__u64 first = unchecked & -unchecked;
-	__u64 todo = cand & sc->checked & (first ? first - 1 : ~0ULL);
-
-	for (int i = 0; i < REFLEX_MAX_CHECKED && todo; i++) {
-		struct reflex_rule *rule = rule_at(sc, set, todo);
-
-		todo &= todo - 1;
-		if (rule && checks_pass(rule, args)) {
-			winner = rule;
-			break;
-		}
-	}
-	if (!winner && first)
-		winner = rule_at(sc, set, first);
-	if (!winner)
+	rule = find_rule(sc, set, nr, args, file, task, pid_tgid, &ppid, false, NULL);
+	if (!rule)
 		return 0;
-	return act(winner, set, nr, args, task, pid_tgid,
+	return act(rule, set, nr, args, task, pid_tgid,
 		   ppid ?: BPF_CORE_READ(task, real_parent, tgid), kfuncs);
 }
 
@@ -1043,4 +460,28 @@ int BPF_PROG(reflex_exit, struct task_struct *p)
 	if (BPF_CORE_READ(p, signal, live.counter) == 0)
 		bpf_map_delete_elem(&protected, &tgid);
 	return 0;
+}
+
+/*
+ * Matcher test only, never attached: runs find_rule on the call described
+ * in `test_calls` (BPF_PROG_TEST_RUN) and returns the answering rule's index
+ * plus one, or 0 when no rule answers. Nothing is carried out.
+ */
+SEC("?raw_tp")
+int reflex_test_match(void *ctx)
+{
+	__u32 zero = 0, idx, set, ppid = 0;
+	const struct reflex_test_call *c = bpf_map_lookup_elem(&test_calls, &zero);
+	const struct reflex_syscall *sc;
+	struct reflex_rule *rule;
+
+	if (!c || c->index >= REFLEX_MAX_SYSCALLS)
+		return 0;
+	set = c->set & 1;
+	idx = set * REFLEX_MAX_SYSCALLS + c->index;
+	sc = bpf_map_lookup_elem(&syscalls, &idx);
+	if (!sc || !sc->rules)
+		return 0;
+	rule = find_rule(sc, set, c->index, c->args, c->file, NULL, 0, &ppid, true, c);
+	return rule ? rule->id + 1 : 0;
 }

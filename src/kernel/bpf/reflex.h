@@ -46,7 +46,7 @@ enum reflex_limit {
 	REFLEX_MAX_TIMED = 65536,
 	/* (install's rule, group) rate counters. */
 	REFLEX_MAX_RATES = 16384,
-	/* Processes paused, awaiting their SIGCONT. */
+	/* Processes stopped by reflex, awaiting their SIGCONT. */
 	REFLEX_MAX_PAUSED = 4096,
 };
 
@@ -240,9 +240,10 @@ struct reflex_start {
 	__u32 _pad;
 };
 
-/* A paused process: when user space sends its SIGCONT, and why it stopped. */
+/* A process reflex stopped (a pause, or any stop signal): when user space
+ * sends its SIGCONT, and why it stopped. */
 struct reflex_pause {
-	__u64 resume_at; /* bpf_ktime_get_boot_ns() */
+	__u64 resume_at; /* bpf_ktime_get_boot_ns(); ~0: when reflex stops */
 	__u32 rule;
 	__u32 generation; /* of the rule, for its name */
 };
@@ -292,6 +293,26 @@ struct reflex_event {
 	__u8 skip;   /* enum reflex_skip */
 	__u8 target; /* enum reflex_target */
 	char comm[REFLEX_COMM_LEN];
+};
+
+/*
+ * A call as the matcher test describes it: the caller's identity and the
+ * arguments, so that the kernel's matcher runs (BPF_PROG_TEST_RUN) on calls
+ * no real process makes. Read by reflex_test_match only.
+ */
+struct reflex_test_call {
+	__u64 args[6];
+	__u64 exe[2]; /* inode, device */
+	__u64 parent_exe[2];
+	__u64 cgroups[REFLEX_CGROUP_LEVELS]; /* ancestor ids by level; 0 past the depth */
+	__u64 comm[2];
+	__u64 file[2]; /* a hook's file: inode, device */
+	__u32 index;   /* table index */
+	__u32 set;
+	__u32 pid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 gid;
 };
 
 /* Per-CPU counters kept by the kernel side; user space sums the CPUs. */

@@ -1,11 +1,15 @@
-//! Kernel feature probes: what this kernel lets reflex do, found by looking
-//! (capabilities, files under /sys) and by loading tiny programs. `reflex
-//! check` prints them; the loader uses them to explain refusals.
+//! What this kernel lets reflex do, found by looking (capabilities, files
+//! under /sys, the kernel's BTF) and by loading tiny programs
+//! (`bpf/probe.bpf.c`). Everything that decides reads one [`Features`]
+//! value: `check` prints it, `validate` and `run` refuse or degrade rules by
+//! it, the loader picks programs by it, and a reload asks it again without
+//! probing again.
 
 use std::fs;
 use std::io;
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapType, ProgramType};
@@ -206,6 +210,96 @@ pub enum Answer {
     Unknown(String),
 }
 
+impl Answer {
+    pub fn yes(&self) -> bool {
+        *self == Answer::Yes
+    }
+
+    /// Why not, when the answer is not yes.
+    pub fn refused(&self) -> Option<&str> {
+        match self {
+            Answer::Yes => None,
+            Answer::No(why) | Answer::Unknown(why) => Some(why),
+        }
+    }
+}
+
+/// What this kernel and this process may do, probed once: each question is
+/// asked of the kernel the first time something needs the answer (some load
+/// a program, some parse megabytes of BTF, some need privileges that
+/// `validate` does not have), and answered from here ever after.
+#[derive(Debug, Default)]
+pub struct Features {
+    privileges: OnceLock<Privileges>,
+    ringbuf: OnceLock<Answer>,
+    send_signal: OnceLock<Answer>,
+    send_signal_thread: OnceLock<Answer>,
+    signal_task: OnceLock<Answer>,
+    tp_btf: OnceLock<Answer>,
+    lsm: OnceLock<Answer>,
+    fentry: OnceLock<Answer>,
+    ancestor_helper: OnceLock<bool>,
+    bpf_hook_kernel_flag: OnceLock<bool>,
+}
+
+impl Features {
+    pub fn new() -> Features {
+        Features::default()
+    }
+
+    /// The effective capabilities that matter for BPF.
+    pub fn privileges(&self) -> Privileges {
+        *self.privileges.get_or_init(Privileges::current)
+    }
+
+    /// A BPF ring buffer for events (5.8+).
+    pub fn ringbuf(&self) -> &Answer {
+        self.ringbuf.get_or_init(ringbuf)
+    }
+
+    /// bpf_send_signal (5.3+): signalling the calling process.
+    pub fn send_signal(&self) -> &Answer {
+        self.send_signal.get_or_init(send_signal)
+    }
+
+    /// bpf_send_signal_thread (5.5+): signalling the calling thread only.
+    pub fn send_signal_thread(&self) -> &Answer {
+        self.send_signal_thread.get_or_init(send_signal_thread)
+    }
+
+    /// The kfuncs that signal another task (6.13+), from the kernel's BTF.
+    pub fn signal_task(&self) -> &Answer {
+        self.signal_task.get_or_init(signal_task)
+    }
+
+    /// tp_btf programs: the raw syscall hook and the protected-set followers.
+    pub fn tp_btf(&self) -> &Answer {
+        self.tp_btf.get_or_init(|| program(ProgramKind::TpBtf))
+    }
+
+    /// BPF-LSM: `bpf` in the LSM list and an LSM program that attaches.
+    pub fn lsm(&self) -> &Answer {
+        self.lsm.get_or_init(lsm)
+    }
+
+    /// fentry programs (BPF trampolines).
+    pub fn fentry(&self) -> &Answer {
+        self.fentry.get_or_init(|| program(ProgramKind::Fentry))
+    }
+
+    /// Tracepoint programs may call bpf_get_current_ancestor_cgroup_id.
+    pub fn ancestor_helper(&self) -> bool {
+        *self.ancestor_helper.get_or_init(ancestor_helper)
+    }
+
+    /// The `bpf` LSM hook has 6.15's `kernel` flag.
+    pub fn bpf_hook_kernel_flag(&self) -> bool {
+        *self
+            .bpf_hook_kernel_flag
+            .get_or_init(bpf_hook_has_kernel_flag)
+    }
+}
+
 fn from_supported(r: Result<bool, libbpf_rs::Error>, what: &str) -> Answer {
     match r {
         Ok(true) => Answer::Yes,
@@ -214,18 +308,18 @@ fn from_supported(r: Result<bool, libbpf_rs::Error>, what: &str) -> Answer {
     }
 }
 
-pub fn ringbuf() -> Answer {
+fn ringbuf() -> Answer {
     from_supported(MapType::RingBuf.is_supported(), "BPF ring buffer (5.8+)")
 }
 
-pub fn send_signal() -> Answer {
+fn send_signal() -> Answer {
     from_supported(
         ProgramType::Tracepoint.is_helper_supported(libbpf_rs::libbpf_sys::BPF_FUNC_send_signal),
         "bpf_send_signal helper (5.3+)",
     )
 }
 
-pub fn send_signal_thread() -> Answer {
+fn send_signal_thread() -> Answer {
     from_supported(
         ProgramType::Tracepoint
             .is_helper_supported(libbpf_rs::libbpf_sys::BPF_FUNC_send_signal_thread),
@@ -235,7 +329,7 @@ pub fn send_signal_thread() -> Answer {
 
 /// Which of the probe object's programs to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProgramKind {
+enum ProgramKind {
     /// BPF-LSM (`lsm/file_open`), loaded and attached.
     Lsm,
     /// fentry (`fentry/vfs_read`), loaded and attached.
@@ -246,7 +340,7 @@ pub enum ProgramKind {
 
 /// Loads (and attaches, then at once detaches) one tiny program of `kind`.
 /// The programs return at once and decide nothing.
-pub fn program(kind: ProgramKind) -> Answer {
+fn program(kind: ProgramKind) -> Answer {
     let mut storage = MaybeUninit::uninit();
     let mut open = match skel::ProbeSkelBuilder::default().open(&mut storage) {
         Ok(open) => open,
@@ -286,31 +380,25 @@ pub fn kfuncs(names: &[&str]) -> bool {
 
 /// Whether the kernel's `bpf` LSM hook has the `kernel` flag of Linux 6.15
 /// (`bpf_lsm_bpf(cmd, attr, size, kernel)`): its programs find `ret` one
-/// argument further. Asked once per process (the kernel's BTF is megabytes).
-pub fn bpf_hook_has_kernel_flag() -> bool {
+/// argument further.
+fn bpf_hook_has_kernel_flag() -> bool {
     use libbpf_rs::btf::ReferencesType;
     use libbpf_rs::btf::types::{Func, FuncProto};
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| {
-        libbpf_rs::btf::Btf::from_vmlinux().ok().is_some_and(|btf| {
-            btf.type_by_name::<Func<'_>>("bpf_lsm_bpf")
-                .and_then(|f| FuncProto::try_from(f.referenced_type()).ok())
-                .is_some_and(|proto| proto.len() >= 4)
-        })
+    libbpf_rs::btf::Btf::from_vmlinux().ok().is_some_and(|btf| {
+        btf.type_by_name::<Func<'_>>("bpf_lsm_bpf")
+            .and_then(|f| FuncProto::try_from(f.referenced_type()).ok())
+            .is_some_and(|proto| proto.len() >= 4)
     })
 }
 
 /// Whether rules may signal other tasks: bpf_task_from_pid and
-/// bpf_send_signal_task (6.13+). Asked once per process.
-pub fn signal_task() -> Answer {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *HAS.get_or_init(|| {
-        kfuncs(&[
-            "bpf_send_signal_task",
-            "bpf_task_from_pid",
-            "bpf_task_release",
-        ])
-    }) {
+/// bpf_send_signal_task (6.13+).
+fn signal_task() -> Answer {
+    if kfuncs(&[
+        "bpf_send_signal_task",
+        "bpf_task_from_pid",
+        "bpf_task_release",
+    ]) {
         Answer::Yes
     } else {
         Answer::No("the kernel has no bpf_send_signal_task kfunc (Linux 6.13+)".into())
@@ -318,26 +406,23 @@ pub fn signal_task() -> Answer {
 }
 
 /// Whether tracepoint programs may call bpf_get_current_ancestor_cgroup_id
-/// (5.10 does not let them: reflex then reads the ancestors itself). Asked
-/// once per process; when the kernel cannot be asked, the helper is assumed.
-pub fn ancestor_helper() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| {
-        // SAFETY: a plain query; no options.
-        let r = unsafe {
-            libbpf_rs::libbpf_sys::libbpf_probe_bpf_helper(
-                libbpf_rs::libbpf_sys::BPF_PROG_TYPE_TRACEPOINT,
-                libbpf_rs::libbpf_sys::BPF_FUNC_get_current_ancestor_cgroup_id,
-                std::ptr::null(),
-            )
-        };
-        r != 0
-    })
+/// (5.10 does not let them: reflex then reads the ancestors itself). When
+/// the kernel cannot be asked, the helper is assumed.
+fn ancestor_helper() -> bool {
+    // SAFETY: a plain query; no options.
+    let r = unsafe {
+        libbpf_rs::libbpf_sys::libbpf_probe_bpf_helper(
+            libbpf_rs::libbpf_sys::BPF_PROG_TYPE_TRACEPOINT,
+            libbpf_rs::libbpf_sys::BPF_FUNC_get_current_ancestor_cgroup_id,
+            std::ptr::null(),
+        )
+    };
+    r != 0
 }
 
 /// Whether BPF-LSM programs can enforce here: `bpf` in the active LSM list
 /// and a tiny LSM program that loads and attaches.
-pub fn lsm() -> Answer {
+fn lsm() -> Answer {
     if let Some(list) = lsm_list(true) {
         if !list.split(',').any(|l| l == "bpf") {
             return Answer::No(format!(

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * What every program shares: the load-time constants user space writes
+ * before load (`const volatile`: the verifier sees them as constants), and
+ * the maps (created once, by the main object; every other instance of the
+ * object reuses them), with the per-CPU counters.
+ */
+#ifndef __REFLEX_STATE_H
+#define __REFLEX_STATE_H
+
+/* Load-time configuration, set by user space before load. */
+const volatile __u32 reflex_tgid = 0; /* never signal ourselves */
+const volatile __u32 scope_ppid = 0;  /* 0: every parent; else only its children */
+/* Wake the reader only once this many bytes wait in the ring buffer (0: at
+ * every event). Fewer wake-ups cost the watched call less and do not put the
+ * reader between a signalled process and its death; the reader also looks
+ * at the buffer on a short timer, so no event waits long. */
+const volatile __u64 wake_at = 0;
+/* Tracing programs may call bpf_get_current_ancestor_cgroup_id (not on 5.10:
+ * then the ancestors are read from the task's cgroup). Set by user space. */
+const volatile bool ancestor_helper = true;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct reflex_stats);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct reflex_state);
+} state SEC(".maps");
+
+/* Index: set * REFLEX_MAX_SYSCALLS + syscall number. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, REFLEX_SETS *REFLEX_MAX_SYSCALLS);
+	__type(key, __u32);
+	__type(value, struct reflex_syscall);
+} syscalls SEC(".maps");
+
+/* Index: set * REFLEX_MAX_RULES + rule index. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, REFLEX_SETS *REFLEX_MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct reflex_rule);
+} rules SEC(".maps");
+
+/*
+ * Read by no program: updating `grace` makes the kernel wait for an RCU grace
+ * period, so for every program already running to finish (it does so before
+ * any map-in-map update returns). User space does this after switching rule
+ * sets, so that a set switched away from is no longer being read when it is
+ * rewritten, even by a program that was preempted while reading it.
+ */
+struct grace_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} grace_inner SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct grace_inner);
+} grace SEC(".maps");
+
+/* A tracepoint call handed from a per-arity stub to reflex_tp_eval. */
+struct reflex_call {
+	__s64 nr;
+	__u32 set; /* read once, by the stub: the call is answered by one set */
+	__u32 _pad;
+	__u64 args[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct reflex_call);
+} calls SEC(".maps");
+
+/* Slot 0: reflex_tp_eval, set by user space after load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} tp_eval SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, REFLEX_MAX_MATCHES);
+	__type(key, struct reflex_match_key);
+	__type(value, struct reflex_match);
+} matches SEC(".maps");
+
+/* Threads in a timed syscall: when it started. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, REFLEX_MAX_TIMED);
+	__type(key, __u32);
+	__type(value, struct reflex_start);
+} starts SEC(".maps");
+
+/* Rate conditions: calls per (install's rule, group) in the current window. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, REFLEX_MAX_RATES);
+	__type(key, struct reflex_rate_key);
+	__type(value, struct reflex_rate);
+} rates SEC(".maps");
+
+/* Paused processes: when user space is to send SIGCONT. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, REFLEX_MAX_PAUSED);
+	__type(key, __u32);
+	__type(value, struct reflex_pause);
+} paused SEC(".maps");
+
+/* Thread group ids no rule may signal (besides pid 1 and reflex), with why. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, REFLEX_MAX_PROTECTED);
+	__type(key, __u32);
+	__type(value, __u8);
+} protected SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, REFLEX_MAX_PROTECT_OBJECTS);
+	__type(key, struct reflex_file_key);
+	__type(value, __u8);
+} protected_exes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, REFLEX_MAX_PROTECT_OBJECTS);
+	__type(key, __u64);
+	__type(value, __u8);
+} protected_cgroups SEC(".maps");
+
+/* Matcher test only: the call reflex_test_match evaluates. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct reflex_test_call);
+} test_calls SEC(".maps");
+
+static __always_inline void count(enum reflex_stat which)
+{
+	__u32 zero = 0;
+	struct reflex_stats *s = bpf_map_lookup_elem(&stats, &zero);
+
+	if (s && which < REFLEX_STAT_MAX)
+		s->count[which]++;
+}
+
+#endif /* __REFLEX_STATE_H */

@@ -1,0 +1,269 @@
+//! reflex's BPF object: opened with the load-time settings written in
+//! (`const volatile` rodata), loaded with libbpf's log kept for errors, and
+//! loaded again in instances of their own that share the first one's maps,
+//! so that start-up verifies only the programs the rule set needs.
+
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::{Arc, Mutex};
+
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{MapCore, OpenObject, PrintLevel};
+
+use super::Settings;
+use crate::abi::skel::{self, ReflexSkel};
+use crate::features::Features;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("opening the embedded BPF object failed: {0}")]
+    Open(#[source] libbpf_rs::Error),
+    #[error("{}", explain_load(.source, .log))]
+    Load {
+        source: libbpf_rs::Error,
+        /// What libbpf printed while loading, including the verifier log.
+        log: String,
+    },
+    #[error("attaching {program} to {hook} failed: {source}{}", attach_hint(.source))]
+    Attach {
+        program: &'static str,
+        hook: String,
+        source: libbpf_rs::Error,
+    },
+    #[error("writing the {map} map failed: {source}")]
+    Map {
+        map: &'static str,
+        source: libbpf_rs::Error,
+    },
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+fn explain_load(source: &libbpf_rs::Error, log: &str) -> String {
+    let verifier = log.contains("-- BEGIN PROG LOAD LOG --");
+    let mut text = if verifier {
+        let program = log
+            .lines()
+            .find_map(|l| l.strip_prefix("libbpf: prog '")?.split('\'').next())
+            .unwrap_or("?");
+        format!(
+            "the kernel's verifier rejected reflex's program '{program}' ({source}): \
+             this is a bug in reflex for this kernel; please report it with the log below"
+        )
+    } else {
+        format!("the kernel refused reflex's BPF programs: {source}")
+    };
+    if !verifier && source.kind() == libbpf_rs::ErrorKind::PermissionDenied {
+        text.push_str(
+            "\n  Loading needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): run as root. \
+             If you are root, kernel lockdown or a security module may forbid BPF; \
+             `reflex check` says which.",
+        );
+    }
+    let log = log.trim();
+    if !log.is_empty() {
+        text.push_str("\n  libbpf and verifier log:\n");
+        for line in log.lines() {
+            text.push_str("    ");
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+fn attach_hint(source: &libbpf_rs::Error) -> &'static str {
+    match source.kind() {
+        libbpf_rs::ErrorKind::NotFound => {
+            " (is tracefs mounted? `mount -t tracefs tracefs /sys/kernel/tracing`; \
+             does the kernel have CONFIG_FTRACE_SYSCALLS?)"
+        }
+        libbpf_rs::ErrorKind::PermissionDenied if nix::unistd::geteuid().is_root() => {
+            " (refused although reflex runs as root: the kernel refuses a program for a \
+             tracepoint whose record is shorter than what it reads, a bug in reflex for this \
+             kernel; please report it)"
+        }
+        libbpf_rs::ErrorKind::PermissionDenied => " (attaching needs CAP_PERFMON or root)",
+        _ => "",
+    }
+}
+
+/// Why a map write failed, naming the map.
+pub(super) fn map_err(map: &'static str) -> impl Fn(libbpf_rs::Error) -> LoadError {
+    move |source| LoadError::Map { map, source }
+}
+
+/// Opens the object with `settings` written in and only `programs` to load.
+fn open_object<'a>(
+    storage: &'a mut MaybeUninit<OpenObject>,
+    settings: &Settings,
+    features: &Features,
+    programs: &[&str],
+) -> Result<skel::OpenReflexSkel<'a>, LoadError> {
+    let mut open = skel::ReflexSkelBuilder::default()
+        .open(storage)
+        .map_err(LoadError::Open)?;
+    open.maps
+        .events
+        .set_max_entries(settings.ring_buffer_bytes)
+        .map_err(map_err("events"))?;
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .expect("reflex.bpf.c has const volatile globals");
+    rodata.reflex_tgid = std::process::id();
+    rodata.ancestor_helper = features.ancestor_helper();
+    rodata.scope_ppid = settings.scope_ppid;
+    rodata.wake_at = if settings.wake_every_event {
+        0
+    } else {
+        u64::from(settings.ring_buffer_bytes / 8)
+    };
+    for mut prog in open.open_object_mut().progs_mut() {
+        let name = prog.name().to_string_lossy().into_owned();
+        prog.set_autoload(programs.contains(&name.as_str()));
+    }
+    Ok(open)
+}
+
+/// The main object, with what every kind of attachment needs to load its
+/// own programs.
+pub(super) struct Objects<'obj> {
+    /// The maps every program shares, and the tracepoint programs.
+    pub main: ReflexSkel<'obj>,
+    pub settings: Settings,
+    pub features: Arc<Features>,
+}
+
+/// Programs loaded only when a rule set first needs them, in an instance of
+/// the object of their own that shares every map with the main one. Loaded
+/// once for the life of the process.
+pub(super) struct Extra {
+    pub skel: ReflexSkel<'static>,
+}
+
+impl Extra {
+    /// Runs of its programs the kernel skipped ([`recursion_misses`]).
+    pub fn missed(&self) -> u64 {
+        missed(self.skel.object())
+    }
+}
+
+/// Runs of `object`'s loaded programs the kernel skipped.
+pub(super) fn missed(object: &libbpf_rs::Object) -> u64 {
+    object
+        .progs()
+        .filter(|p| p.autoload())
+        .map(|p| recursion_misses(p.as_fd()))
+        .sum()
+}
+
+impl<'obj> Objects<'obj> {
+    /// Loads the main object with `programs`.
+    pub fn load(
+        storage: &'obj mut MaybeUninit<OpenObject>,
+        settings: &Settings,
+        features: Arc<Features>,
+        programs: &[&str],
+    ) -> Result<Objects<'obj>, LoadError> {
+        let open = open_object(storage, settings, &features, programs)?;
+        let main = with_libbpf_log(|| open.load())
+            .map_err(|(source, log)| LoadError::Load { source, log })?;
+        Ok(Objects {
+            main,
+            settings: *settings,
+            features,
+        })
+    }
+
+    /// Loads `programs` in a second instance of the object that uses the
+    /// main one's maps.
+    pub fn load_extra(&self, programs: &[&str]) -> Result<Extra, LoadError> {
+        let btf = programs
+            .iter()
+            .any(|p| p.starts_with("reflex_raw") || super::attach::FOLLOWER_PROGRAMS.contains(p));
+        if let (true, Some(why)) = (btf, self.features.tp_btf().refused()) {
+            return Err(LoadError::Unavailable(format!(
+                "{} cannot load here (tp_btf programs are refused: {why}), so the raw syscall \
+                 hook and the following of protected executables and cgroups are unavailable",
+                programs.join(", ")
+            )));
+        }
+        // Loaded once for the life of the process; the storage lives as long.
+        let storage = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = open_object(storage, &self.settings, &self.features, programs)?;
+        for mut map in open.open_object_mut().maps_mut() {
+            let name = map.name().to_os_string();
+            if name.to_string_lossy().starts_with('.') {
+                continue; // this instance's own .rodata and .bss
+            }
+            if let Some(shared) = self.main.object().maps().find(|m| m.name() == name) {
+                map.reuse_fd(shared.as_fd())
+                    .map_err(map_err("shared maps"))?;
+            }
+        }
+        let skel = with_libbpf_log(|| open.load())
+            .map_err(|(source, log)| LoadError::Load { source, log })?;
+        Ok(Extra { skel })
+    }
+}
+
+/// A loaded program's `recursion_misses` (0 where the kernel has no such count).
+fn recursion_misses(prog: BorrowedFd<'_>) -> u64 {
+    use libbpf_rs::libbpf_sys;
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of_val(&info) as u32;
+    // SAFETY: `info` is a plain C struct of `len` bytes, which is all the
+    // kernel writes.
+    let ret = unsafe {
+        libbpf_sys::bpf_obj_get_info_by_fd(prog.as_raw_fd(), (&raw mut info).cast(), &mut len)
+    };
+    if ret == 0 { info.recursion_misses } else { 0 }
+}
+
+/// libbpf's messages while `f` runs (the verifier log among them), returned
+/// with `f`'s error; at other times they go to `tracing` at debug level.
+///
+/// The signals reflex handles are blocked meanwhile: the verifier gives up
+/// with EAGAIN when a signal arrives during a long verification (SIGHUPs
+/// sent in quick succession would make a reload fail). They are delivered
+/// when `f` returns.
+pub(super) fn with_libbpf_log<T>(
+    f: impl FnOnce() -> Result<T, libbpf_rs::Error>,
+) -> Result<T, (libbpf_rs::Error, String)> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    let mut handled = SigSet::empty();
+    for sig in [Signal::SIGHUP, Signal::SIGINT, Signal::SIGTERM] {
+        handled.add(sig);
+    }
+    let mut before = SigSet::empty();
+    let blocked = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&handled), Some(&mut before)).is_ok();
+    let result = capture_libbpf_log(f);
+    if blocked {
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
+    }
+    result
+}
+
+fn capture_libbpf_log<T>(
+    f: impl FnOnce() -> Result<T, libbpf_rs::Error>,
+) -> Result<T, (libbpf_rs::Error, String)> {
+    static CAPTURED: Mutex<Option<String>> = Mutex::new(None);
+    fn capture(level: PrintLevel, msg: String) {
+        let mut captured = CAPTURED.lock().unwrap_or_else(|e| e.into_inner());
+        match captured.as_mut() {
+            Some(buf) => buf.push_str(&msg),
+            None => tracing::debug!(target: "libbpf", ?level, "{}", msg.trim_end()),
+        }
+    }
+    *CAPTURED.lock().unwrap_or_else(|e| e.into_inner()) = Some(String::new());
+    libbpf_rs::set_print(Some((PrintLevel::Info, capture)));
+    let result = f();
+    let log = CAPTURED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_default();
+    result.map_err(|e| (e, log))
+}

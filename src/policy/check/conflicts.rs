@@ -1,0 +1,83 @@
+//! Rules that can answer the same call differently: the earlier one takes
+//! precedence, and `validate` says so.
+
+use crate::policy::diag::Diagnostic;
+use crate::policy::{ArgCond, Mode, Rule, Set};
+
+/// Warnings for pairs of rules that can match the same call but act
+/// differently: the earlier one takes precedence.
+pub(super) fn conflicts(rules: &[Rule]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (j, b) in rules.iter().enumerate() {
+        for a in &rules[..j] {
+            if (a.action, a.mode) == (b.action, b.mode) && a.describe() == b.describe() {
+                continue;
+            }
+            // Only rules at the same point answer the same call (an entry
+            // and an exit of one syscall are two points).
+            let theirs = a.trigger.points();
+            let shared: Vec<&str> = b
+                .trigger
+                .points()
+                .into_iter()
+                .filter(|p| theirs.contains(p))
+                .map(|(_, name)| name)
+                .collect();
+            if shared.is_empty() || !may_overlap(a, b) {
+                continue;
+            }
+            out.push(Diagnostic::warning(
+                b.at.clone(),
+                format!(
+                    "rule '{}' ({}) and rule '{}' ({}, at {}) can match the same {} calls; \
+                     '{}' comes first and takes precedence where both match",
+                    b.name,
+                    describe(b),
+                    a.name,
+                    describe(a),
+                    a.at,
+                    shared.join(", "),
+                    a.name
+                ),
+            ));
+        }
+    }
+    out
+}
+
+fn describe(r: &Rule) -> String {
+    match r.mode {
+        Mode::Enforce => r.describe(),
+        Mode::Monitor => format!("{}, monitor", r.describe()),
+    }
+}
+
+fn meets<T: PartialEq>(a: &Option<Set<T>>, b: &Option<Set<T>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.meets(b),
+        _ => true,
+    }
+}
+
+/// Whether some call could satisfy both rules (conservative: true when unsure).
+fn may_overlap(a: &Rule, b: &Rule) -> bool {
+    let (x, y) = (&a.selectors, &b.selectors);
+    let selectors = meets(&x.pid, &y.pid)
+        && meets(&x.ppid, &y.ppid)
+        && meets(&x.uid, &y.uid)
+        && meets(&x.gid, &y.gid)
+        && meets(&x.comm, &y.comm)
+        && meets(&x.executable, &y.executable)
+        && meets(&x.parent_executable, &y.parent_executable);
+    selectors
+        && a.args.iter().all(|m| {
+            b.args
+                .iter()
+                .filter(|n| n.index == m.index)
+                .all(|n| match (&m.cond, &n.cond) {
+                    (ArgCond::In(p), ArgCond::In(q)) => p.meets(q),
+                    (ArgCond::Protected { negate: p }, ArgCond::Protected { negate: q }) => p == q,
+                    _ => true,
+                })
+        })
+}

@@ -1,0 +1,358 @@
+//! From policy files as written to a checked [`Policy`]: every name resolved,
+//! every error reported with its place and a fix, all errors of all files at
+//! once. Split along the seams of a rule: its trigger (`triggers`), its
+//! action (`actions`), its argument matchers (`args`), its selectors and the
+//! protected set (`selectors`), and conflicts between rules (`conflicts`).
+//! Every question to the machine goes through [`Host`].
+
+mod actions;
+mod args;
+mod conflicts;
+mod selectors;
+mod triggers;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use triggers::duration;
+
+use super::diag::{Diagnostic, Diagnostics, Location, shown};
+use super::file::{self, RawFile, RawRule};
+use super::host::{Host, Live};
+use super::{Action, Mode, Policy, Protect, Rule, Sample, To, Trigger};
+use crate::abi::hook::ALL as ALL_HOOKS;
+use crate::syscall::Arch;
+
+/// Most values one selector or argument matcher may list.
+pub const MAX_VALUES: usize = 256;
+/// Longest rule name.
+pub const MAX_NAME: usize = 64;
+/// Highest sampling frequency (each sample may send a signal).
+pub const MAX_SAMPLE_HZ: u64 = 1000;
+
+/// What names are resolved against.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// Syscall table to use.
+    pub arch: Arch,
+    /// Users, groups, files, cgroups: the machine the policy is for.
+    pub host: Arc<dyn Host>,
+}
+
+impl Env {
+    /// This machine.
+    pub fn host() -> Env {
+        Env {
+            arch: Arch::host(),
+            host: Arc::new(Live::new()),
+        }
+    }
+}
+
+/// A checked policy and what deserves attention without being wrong.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub policy: Policy,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Reads policy files and directories (their `*.yaml` and `*.yml` files, by
+/// name), in order: earlier rules take precedence.
+pub fn load(paths: &[PathBuf], env: &Env) -> Result<Loaded, Diagnostics> {
+    let mut diags = Vec::new();
+    let mut files = Vec::new();
+    for path in paths {
+        let at = Location::file(&shown(path));
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = match std::fs::read_dir(path) {
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                    .collect(),
+                Err(e) => {
+                    diags.push(Diagnostic::error(
+                        at,
+                        format!("cannot read the directory: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            if found.is_empty() {
+                diags.push(Diagnostic::error(
+                    at,
+                    "the directory holds no policy files (*.yaml or *.yml)",
+                ));
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut checker = Checker::new(env);
+    for path in &files {
+        let file = shown(path);
+        match std::fs::read_to_string(path) {
+            Ok(text) => checker.file(&text, &file),
+            Err(e) => diags.push(Diagnostic::error(
+                Location::file(&file),
+                format!("cannot read the policy file: {e}"),
+            )),
+        }
+    }
+    diags.append(&mut checker.diags);
+    checker.finish(files, diags)
+}
+
+/// Checks one policy given as text (the built-in seed, tests).
+pub fn load_str(text: &str, name: &Path, env: &Env) -> Result<Loaded, Diagnostics> {
+    let mut checker = Checker::new(env);
+    checker.file(text, &shown(name));
+    let diags = std::mem::take(&mut checker.diags);
+    checker.finish(vec![name.to_path_buf()], diags)
+}
+
+struct Checker<'e> {
+    env: &'e Env,
+    /// The perf event of the first sampling rule: all share it.
+    sampling: Option<Sample>,
+    diags: Vec<Diagnostic>,
+    rules: Vec<Rule>,
+    /// Every rule's name and place, valid or not: duplicates are found even
+    /// among rules with other errors.
+    names: Vec<(String, Location)>,
+    protect: Protect,
+}
+
+/// The message of a YAML error without its own "line N column M" prefix and
+/// snippet: we print the place ourselves.
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    let text = match text.split_once(": ") {
+        Some((place, rest)) if place.starts_with("line ") => rest,
+        _ => text,
+    };
+    let first = text.lines().next().unwrap_or_default();
+    // Some messages end with their own " at line N, column M".
+    match first.rsplit_once(" at line ") {
+        Some((msg, place)) if place.contains(", column ") => msg.to_string(),
+        _ => first.to_string(),
+    }
+}
+
+fn args_of(r: &RawRule) -> Vec<String> {
+    r.args
+        .as_ref()
+        .map(|a| a.0.iter().map(|(k, _)| k.value.clone()).collect())
+        .unwrap_or_default()
+}
+
+impl<'e> Checker<'e> {
+    fn new(env: &'e Env) -> Self {
+        Checker {
+            env,
+            sampling: None,
+            diags: Vec::new(),
+            rules: Vec::new(),
+            names: Vec::new(),
+            protect: Protect::default(),
+        }
+    }
+
+    fn error(&mut self, at: Location, message: impl Into<String>) {
+        self.diags.push(Diagnostic::error(at, message));
+    }
+
+    fn file(&mut self, text: &str, file: &Arc<Path>) {
+        let raw: RawFile = match file::parse(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let at = e
+                    .location()
+                    .map(|l| Location::of(file, &l))
+                    .unwrap_or_else(|| Location::file(file));
+                self.error(at, yaml_message(&e));
+                return;
+            }
+        };
+        let mode = match &raw.mode {
+            None => Mode::Enforce,
+            Some(m) => match m.value.as_str() {
+                "enforce" => Mode::Enforce,
+                "monitor" => Mode::Monitor,
+                other => {
+                    self.error(
+                        Location::of(file, &m.referenced),
+                        format!("unknown mode '{other}': use enforce or monitor"),
+                    );
+                    Mode::Enforce
+                }
+            },
+        };
+        if let Some(p) = &raw.protect {
+            self.protect_block(p, file);
+        }
+        if raw.rules.is_empty() && raw.protect.is_none() {
+            self.error(
+                Location::file(file),
+                "no rules: a policy file needs `rules:` (or at least `protect:`)",
+            );
+        }
+        for r in &raw.rules {
+            if let Some(rule) = self.rule(r, mode, file) {
+                self.rules.push(rule);
+            }
+        }
+    }
+
+    fn rule(&mut self, r: &RawRule, mode: Mode, file: &Arc<Path>) -> Option<Rule> {
+        let at = Location::of(file, &r.name.referenced);
+        let errors_before = self.diags.len();
+        let name = r.name.value.trim().to_string();
+        self.names.push((name.clone(), at.clone()));
+        if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_whitespace) {
+            self.error(
+                at.clone(),
+                format!("rule name '{name}' must be 1 to {MAX_NAME} characters without spaces"),
+            );
+        }
+
+        let (syscalls, hook) = self.trigger(r, &at, file);
+        let (args, file_set) = self.args(r, &syscalls, hook, file);
+        let selectors = self.selectors(r.selectors.as_ref(), file);
+        let action = self.action(&r.action, file);
+        let fallback = r.fallback.as_ref().and_then(|f| self.action(f, file));
+        // A rule that names an unknown hook has its error already.
+        let syscall_rule = r.hook.is_none();
+        if let (Some(Action::Deny { .. }), true) = (&action, syscall_rule) {
+            let others: Vec<&str> = ALL_HOOKS[1..].iter().map(|h| h.name()).collect();
+            self.error(
+                Location::of(file, &r.action.referenced),
+                format!(
+                    "deny refuses an operation at a security hook: write `hook: ptrace` (or {}) \
+                     instead of `syscall:`, or use kill to signal at syscall entry",
+                    others.join(", ")
+                ),
+            );
+        }
+        if let Some(f) = &r.fallback {
+            let at = Location::of(file, &f.referenced);
+            match (hook, &fallback) {
+                (None, _) if !syscall_rule => {}
+                (None, _) => self.error(
+                    at,
+                    "fallback is for hook rules (where BPF-LSM is refused); a syscall rule needs none",
+                ),
+                (Some(_), Some(Action::Audit | Action::Deny { .. })) => self.error(
+                    at,
+                    "a fallback signals at syscall entry: use kill or {signal: NAME}",
+                ),
+                (Some(h), Some(_)) => self.fallback_translates(h, &args, file_set.is_some(), &at),
+                _ => {}
+            }
+        }
+        let sample = r.sample.as_ref().and_then(|s| self.sample(s, file));
+        let exit = self.exit(r, file);
+        let rate = r.rate.as_ref().and_then(|x| self.rate(x, file));
+        let (to, value, pause_ns) = self.signal_extras(&r.action, file);
+        let trigger_kind = if sample.is_some() {
+            Some("sampling")
+        } else if hook.is_some() {
+            Some("hook")
+        } else if exit.is_some() {
+            Some("exit")
+        } else {
+            None
+        };
+        if matches!(trigger_kind, Some("sampling" | "exit")) && !args_of(r).is_empty() {
+            self.error(
+                at.clone(),
+                "sampling and exit rules match no arguments (exit rules: `returns`, `slower_than`)",
+            );
+        }
+        if to != To::Caller {
+            if let Some(kind) = trigger_kind {
+                self.error(
+                    Location::of(file, &r.action.referenced),
+                    format!(
+                        "`to:` signals another task from syscall entry rules only, not from {kind} rules"
+                    ),
+                );
+            }
+        }
+        if self.diags[errors_before..].iter().any(|d| d.is_error()) {
+            return None;
+        }
+        let trigger = match (sample, hook, exit) {
+            (Some(sample), _, _) => Trigger::Sample(sample),
+            (None, Some(hook), _) => Trigger::Hook {
+                hook,
+                file: file_set,
+                fallback,
+            },
+            (None, None, Some(exit)) => Trigger::Exit { syscalls, exit },
+            (None, None, None) => Trigger::Entry(syscalls),
+        };
+        Some(Rule {
+            name,
+            at,
+            trigger,
+            rate,
+            to,
+            value,
+            pause_ns,
+            args,
+            selectors,
+            action: action?,
+            mode,
+        })
+    }
+
+    fn finish(
+        mut self,
+        sources: Vec<PathBuf>,
+        mut diags: Vec<Diagnostic>,
+    ) -> Result<Loaded, Diagnostics> {
+        let mut seen: HashMap<&str, &Location> = HashMap::new();
+        for (name, at) in &self.names {
+            match seen.get(name.as_str()) {
+                Some(first) => diags.push(Diagnostic::error(
+                    at.clone(),
+                    format!("rule name '{name}' is already used at {first}: names must be unique"),
+                )),
+                None => {
+                    seen.insert(name, at);
+                }
+            }
+        }
+        diags.extend(conflicts::conflicts(&self.rules));
+        self.protect.pids.sort_unstable();
+        self.protect.pids.dedup();
+        if diags.iter().any(Diagnostic::is_error) {
+            diags.sort_by(|a, b| (a.severity, &a.at).cmp(&(b.severity, &b.at)));
+            return Err(Diagnostics(diags));
+        }
+        Ok(Loaded {
+            policy: Policy {
+                rules: self.rules,
+                protect: self.protect,
+                sources,
+            },
+            warnings: diags,
+        })
+    }
+}
+
+/// The item's own place, or the field's when the parser kept none.
+fn place(file: &Arc<Path>, loc: &serde_saphyr::Location, field: &Location) -> Location {
+    if loc.line() == 0 {
+        field.clone()
+    } else {
+        Location::of(file, loc)
+    }
+}
+
+#[cfg(test)]
+mod tests;
