@@ -10,11 +10,10 @@ use libbpf_cargo::SkeletonBuilder;
 /// Where the vendored vmlinux.h lives (one per target arch).
 const VMLINUX_DIR: &str = "src/kernel/bpf/vmlinux";
 /// Each BPF object: (its folder, next to the Rust that loads it; its name).
-/// `seed` (the tutorial's program, a baseline) and `clock` (an exit-time
-/// recorder) are for the benchmarks only.
-const OBJECTS: [(&str, &str); 4] = [
-    ("src/kernel/bpf", "reflex"),
-    ("src/features/bpf", "probe"),
+const OBJECTS: [(&str, &str); 2] = [("src/kernel/bpf", "reflex"), ("src/features/bpf", "probe")];
+/// The benchmarks' own (`--features bench`): the seed's program, a baseline,
+/// and an exit-time recorder.
+const BENCH_OBJECTS: [(&str, &str); 2] = [
     ("benches/suite/bpf", "seed"),
     ("benches/suite/bpf", "clock"),
 ];
@@ -37,7 +36,12 @@ fn main() {
     let clang = find_clang();
 
     println!("cargo:rerun-if-env-changed=REFLEX_CLANG");
-    let mut dirs: Vec<&str> = OBJECTS.iter().map(|(d, _)| *d).collect();
+    let bench = env::var_os("CARGO_FEATURE_BENCH").is_some();
+    let objects: Vec<(&str, &str)> = OBJECTS
+        .into_iter()
+        .chain(BENCH_OBJECTS.into_iter().filter(|_| bench))
+        .collect();
+    let mut dirs: Vec<&str> = objects.iter().map(|(d, _)| *d).collect();
     dirs.dedup();
     for dir in dirs {
         for entry in std::fs::read_dir(dir).expect("BPF folder exists") {
@@ -48,7 +52,7 @@ fn main() {
         }
     }
 
-    for (dir, name) in OBJECTS {
+    for (dir, name) in objects {
         let src = Path::new(dir).join(format!("{name}.bpf.c"));
         SkeletonBuilder::new()
             .source(&src)

@@ -76,6 +76,7 @@ pub struct RunArgs {
     pub attach: Choice,
     /// Benchmark only: every rule in monitor mode, and reflex sends the
     /// signal itself with kill() after reading the event (the old path).
+    #[cfg(feature = "bench")]
     #[arg(long, hide = true)]
     pub userspace_kill: bool,
 }
@@ -103,19 +104,27 @@ fn parse_ring_kib(s: &str) -> Result<u32, String> {
 }
 
 impl RunArgs {
+    /// `--userspace-kill` (built with the `bench` feature only).
+    pub fn userspace_kill(&self) -> bool {
+        #[cfg(feature = "bench")]
+        return self.userspace_kill;
+        #[cfg(not(feature = "bench"))]
+        false
+    }
+
     pub fn settings(&self) -> Settings {
         Settings {
             ring_buffer_bytes: self.ring_buffer * 1024,
             scope_ppid: self.ppid.unwrap_or(0),
             // The old path's best case: the daemon reads each event at once.
-            wake_every_event: self.userspace_kill,
+            wake_every_event: self.userspace_kill(),
             ..Settings::default()
         }
     }
 
     pub fn options(&self) -> rules::Options {
         rules::Options {
-            monitor_all: self.dry_run || self.userspace_kill,
+            monitor_all: self.dry_run || self.userspace_kill(),
         }
     }
 

@@ -141,7 +141,7 @@ fn main() {
         ));
     }
     report.push_str(&format!(
-        "Whole suite: {:.0} s. Reproduce: `sudo ./dev bench` (or `cargo bench --bench suite -- --quick`).\n",
+        "Whole suite: {:.0} s. Reproduce: `sudo ./dev bench` (or `cargo bench --features bench --bench suite -- --quick`).\n",
         started.elapsed().as_secs_f64()
     ));
     print!("{report}");

@@ -19,7 +19,7 @@ use crate::kernel::{EVENT_PERIOD, Kernel, Offer, Plan, RuleNames, Settings, Stra
 use crate::policy::check::Loaded;
 use crate::policy::{Env, Mode};
 use crate::rules::RuleSet;
-use crate::sinks::{Json, Responder, Sink, Summary, Text};
+use crate::sinks::{Json, Sink, Summary, Text};
 
 /// Quiet time after a file change before reloading (editors write in steps).
 const SETTLE: Duration = Duration::from_millis(150);
@@ -176,12 +176,16 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     let mut kernel = Kernel::load(&mut storage, &settings, Arc::clone(&features))?;
     // Buffered, and flushed after each batch the ring buffer hands over.
     let out = || io::BufWriter::with_capacity(64 * 1024, io::stdout());
-    let sink: RefCell<Box<dyn Sink>> = RefCell::new(match (args.json, args.userspace_kill) {
-        (true, false) => Box::new(Json::new(out())),
-        (false, false) => Box::new(Text::new(out())),
-        (true, true) => Box::new(Responder::new(Json::new(out()))),
-        (false, true) => Box::new(Responder::new(Text::new(out()))),
-    });
+    let sink: Box<dyn Sink> = match args.json {
+        true => Box::new(Json::new(out())),
+        false => Box::new(Text::new(out())),
+    };
+    #[cfg(feature = "bench")]
+    let sink: Box<dyn Sink> = match args.userspace_kill() {
+        true => Box::new(crate::sinks::Responder::new(sink)),
+        false => sink,
+    };
+    let sink = RefCell::new(sink);
     let clock = Clock::new();
     let names: RefCell<RuleNames> = RefCell::default();
     let received = Cell::new(0u64);

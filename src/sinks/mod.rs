@@ -2,11 +2,13 @@
 //! summary counters).
 
 mod json;
+#[cfg(feature = "bench")]
 mod responder;
 mod summary;
 mod text;
 
 pub use json::Json;
+#[cfg(feature = "bench")]
 pub use responder::Responder;
 pub use summary::Summary;
 pub use text::Text;

@@ -1,4 +1,4 @@
-//! Benchmark only: the old path the seed replaced. The kernel reports
+//! Benchmark only (`--features bench`): the old path the seed replaced. The kernel reports
 //! (monitor mode), and user space sends the signal with kill() after reading
 //! the event. `reflex run --userspace-kill` exists so that `reflex bench` can
 //! compare it with the in-kernel signal on the same trigger.
@@ -12,17 +12,17 @@ use super::Sink;
 use crate::events::{Event, Outcome};
 use crate::policy::Target;
 
-pub struct Responder<S: Sink> {
-    inner: S,
+pub struct Responder {
+    inner: Box<dyn Sink>,
 }
 
-impl<S: Sink> Responder<S> {
-    pub fn new(inner: S) -> Self {
+impl Responder {
+    pub fn new(inner: Box<dyn Sink>) -> Self {
         Responder { inner }
     }
 }
 
-impl<S: Sink> Sink for Responder<S> {
+impl Sink for Responder {
     fn start(&mut self) -> io::Result<()> {
         self.inner.start()
     }

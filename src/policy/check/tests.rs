@@ -269,3 +269,64 @@ fn files_and_directories() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn names_resolve_against_the_host_given() {
+    use crate::policy::host::Fixture;
+    use std::collections::BTreeMap;
+    let fixture = Fixture {
+        users: BTreeMap::from([("svc".into(), 4242)]),
+        groups: BTreeMap::from([("ops".into(), 77)]),
+        files: BTreeMap::from([("/opt/app/bin".into(), (0x800003, 99))]),
+        cgroup_root: Some("/sys/fs/cgroup".into()),
+        cgroups: BTreeMap::from([("".into(), 1), ("app.slice".into(), 5)]),
+        texts: BTreeMap::from([("/run/app.pid".into(), "321\n".into())]),
+        max_sample_rate: Some(50),
+    };
+    let env = Env {
+        arch: crate::syscall::Arch::X86_64,
+        host: std::sync::Arc::new(fixture),
+    };
+    let yaml = concat!(
+        "protect: {executables: [/opt/app/bin], cgroups: [/app.slice]}\n",
+        "rules:\n",
+        "  - {name: a, syscall: kill, match: {uid: svc, gid: ops, executable: /opt/app/bin, cgroup: /sys/fs/cgroup/app.slice}, action: {signal: SIGUSR1, to: {pidfile: /run/app.pid}}}\n",
+        "  - {name: s, sample: {frequency: 50}, action: audit}\n",
+    );
+    let p = load_str(yaml, Path::new("p.yaml"), &env).unwrap().policy;
+    let s = &p.rules[0].selectors;
+    assert_eq!(s.uid.as_ref().unwrap().values, [4242]);
+    assert_eq!(s.gid.as_ref().unwrap().values, [77]);
+    let exe = &s.executable.as_ref().unwrap().values[0];
+    assert_eq!((exe.dev, exe.ino), (0x800003, 99));
+    let cg = &s.cgroup.as_ref().unwrap().values[0];
+    assert_eq!((cg.id, cg.level, cg.path.as_str()), (5, 1, "/app.slice"));
+    assert_eq!(p.rules[0].to, To::Pid(321));
+    assert_eq!(p.protect.executables.len(), 1);
+    assert_eq!(p.protect.cgroups[0].id, 5);
+
+    // What the host lacks is an error at its place, as on a live one.
+    let errors: Vec<String> = load_str(
+        concat!(
+            "rules:\n",
+            "  - {name: b, syscall: kill, match: {uid: nobody-here, executable: /usr/bin/gone, cgroup: /gone.slice}, action: kill}\n",
+            "  - {name: c, sample: {frequency: 99}, action: audit}\n",
+        ),
+        Path::new("p.yaml"),
+        &env,
+    )
+    .unwrap_err()
+    .0
+    .iter()
+    .map(|d| d.to_string())
+    .collect();
+    let all = errors.join("\n");
+    for want in [
+        "p.yaml:2:43: error: no user named 'nobody-here' on this machine",
+        "p.yaml:2:68: error: file '/usr/bin/gone': No such file or directory (os error 2)",
+        "p.yaml:2:91: error: cgroup '/gone.slice': /sys/fs/cgroup/gone.slice (No such file",
+        "p.yaml:3:35: error: sampling frequency 99 Hz: use 1 to 50",
+    ] {
+        assert!(all.contains(want), "missing\n  {want}\nin\n{all}");
+    }
+}
