@@ -1,10 +1,16 @@
 //! reflex: kernel-speed reflexes for Linux processes.
 //!
-//! The data path, stage by stage:
-//! [`policy`] (what the user asked) → [`rules`] (compiled, plain data) →
-//! [`kernel`] (maps and BPF programs) → [`events`] (decoded decisions) →
+//! The data path, stage by stage, each importing only the stages before it:
+//! [`policy`] (what the user asked) → [`rules`] (compiled, plain data, and
+//! its encoding in the kernel's structs) → [`kernel`] (maps, BPF programs
+//! and where they are attached) → [`events`] (decoded decisions) →
 //! [`sinks`] (table, JSON lines, summary).
-//! [`probe`] finds what the kernel allows; [`cmd`] holds the subcommands.
+//!
+//! Beneath them all: [`abi`], the kernel/user boundary (the generated types,
+//! limits, the rule-table index), which imports nothing; [`features`], what
+//! this kernel allows, probed once; and small leaves ([`signal`],
+//! [`syscall`], [`suggest`]). Above them: [`cli`] and [`cmd`], the
+//! subcommands.
 
 // Lets test-support files shared with tests/ (rules/calls.rs) name the
 // crate as `reflex::` from inside it too.

@@ -1,4 +1,5 @@
-//! The subcommands.
+//! The subcommands: `run` (the data path end to end, its reloads and its
+//! orderly stop), `validate` and `check`; `watch` notices policy changes.
 
 pub mod check;
 pub mod run;

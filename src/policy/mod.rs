@@ -2,9 +2,11 @@
 //!
 //! Policy files (YAML, see `file`) are read and checked (`check`) into a
 //! [`Policy`]: rules with every name resolved (syscalls to numbers, constants
-//! to values, executables to device+inode, cgroups to ids), each remembering
-//! where it was written. Without files, reflex runs the built-in seed policy
-//! (`policies/seed.yaml`).
+//! to values, executables to device+inode, cgroups to ids) on a [`host`],
+//! each remembering where it was written (`diag`). A rule's [`Trigger`] says
+//! where it answers; `degrade` turns hook rules into syscall rules where
+//! BPF-LSM is refused (`hooks`: what each hook falls back to). Without files,
+//! reflex runs the built-in seed policy (`policies/seed.yaml`).
 
 pub mod check;
 pub mod constants;

@@ -1,5 +1,6 @@
 //! Stage 5 — sinks: where decisions go (a terminal table, JSON lines, the
-//! summary counters).
+//! summary counters). The benchmark's responder (`--features bench`) is one
+//! too.
 
 mod json;
 #[cfg(feature = "bench")]
