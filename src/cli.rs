@@ -39,6 +39,10 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Check what this machine lets reflex do; needs no flags, works without root.
     Check,
+    /// reflex's guardian (started by `run`, not by people): resumes what
+    /// reflex stopped if reflex dies without stopping cleanly.
+    #[command(hide = true)]
+    Guardian,
 }
 
 #[derive(Debug, Args, Clone, PartialEq, Eq)]
@@ -48,7 +52,7 @@ pub struct RunArgs {
     #[arg(value_name = "POLICY")]
     pub policies: Vec<PathBuf>,
     /// Only processes whose parent (real_parent->tgid) is PID, for every rule.
-    #[arg(long, value_name = "PID")]
+    #[arg(long, value_name = "PID", allow_negative_numbers = true, value_parser = parse_pid)]
     pub ppid: Option<u32>,
     /// Signal for the built-in policy: a name (SIGKILL, KILL, SIGSTOP, SIGUSR1,
     /// SIGRTMIN+1) or a number. Default SIGKILL.
@@ -64,7 +68,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
     /// Never signal PID (repeatable). pid 1 and reflex itself are always protected.
-    #[arg(long, value_name = "PID")]
+    #[arg(long, value_name = "PID", allow_negative_numbers = true, value_parser = parse_pid)]
     pub protect: Vec<u32>,
     /// Size of the event ring buffer in KiB: a power of two, 4 to 1048576.
     /// Raise it if the summary shows dropped events.
@@ -89,6 +93,18 @@ pub struct ValidateArgs {
     /// Resolve syscall names for this architecture (x86_64 or aarch64).
     #[arg(long, value_name = "ARCH")]
     pub arch: Option<Arch>,
+}
+
+/// A pid as the command line gives it: 0 is let through for `conflicts` to
+/// explain (`--ppid 0` means something to fix, not a typo).
+fn parse_pid(s: &str) -> Result<u32, String> {
+    match s.parse::<i64>() {
+        Ok(n) if (0..=4_194_304).contains(&n) => Ok(n as u32),
+        Ok(n) => Err(format!(
+            "{n} is not a process id: pids are 1 to 4194304 (see /proc/sys/kernel/pid_max)"
+        )),
+        Err(e) => Err(format!("'{s}' is not a process id ({e})")),
+    }
 }
 
 fn parse_ring_kib(s: &str) -> Result<u32, String> {

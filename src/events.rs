@@ -31,6 +31,8 @@ pub enum Outcome {
     WouldDeny(Errno),
     /// reflex sent the SIGCONT that ends a pause.
     Resumed,
+    /// The rule's circuit breaker is open: audited instead of acting.
+    Disarmed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,11 @@ pub enum SkipReason {
     KernelThread,
     Reflex,
     Protected,
+    /// The same, of the task a `to:` rule would have signalled.
+    TargetInit,
+    TargetKernelThread,
+    TargetReflex,
+    TargetProtected,
 }
 
 impl SkipReason {
@@ -48,6 +55,10 @@ impl SkipReason {
             SkipReason::KernelThread => "kernel threads are never signalled",
             SkipReason::Reflex => "reflex never signals itself",
             SkipReason::Protected => "process is in the protected list",
+            SkipReason::TargetInit => "the target is pid 1, which is never signalled",
+            SkipReason::TargetKernelThread => "the target is a kernel thread, never signalled",
+            SkipReason::TargetReflex => "the target is reflex, which never signals itself",
+            SkipReason::TargetProtected => "the target is in the protected list",
         }
     }
 }
@@ -64,6 +75,7 @@ impl Outcome {
             Outcome::Denied(_) => "denied",
             Outcome::WouldDeny(_) => "would-deny",
             Outcome::Resumed => "resumed",
+            Outcome::Disarmed => "disarmed",
         }
     }
 }
@@ -196,11 +208,16 @@ impl Event {
             A::REFLEX_ACTION_AUDITED => Outcome::Audited,
             A::REFLEX_ACTION_DENIED => Outcome::Denied(Errno::from_raw(raw.error)),
             A::REFLEX_ACTION_WOULD_DENY => Outcome::WouldDeny(Errno::from_raw(raw.error)),
+            A::REFLEX_ACTION_DISARMED => Outcome::Disarmed,
             A::REFLEX_ACTION_SKIPPED => Outcome::Skipped(match K(u32::from(raw.skip)) {
                 K::REFLEX_SKIP_INIT => SkipReason::Init,
                 K::REFLEX_SKIP_KTHREAD => SkipReason::KernelThread,
                 K::REFLEX_SKIP_SELF => SkipReason::Reflex,
                 K::REFLEX_SKIP_PROTECTED => SkipReason::Protected,
+                K::REFLEX_SKIP_TARGET_INIT => SkipReason::TargetInit,
+                K::REFLEX_SKIP_TARGET_KTHREAD => SkipReason::TargetKernelThread,
+                K::REFLEX_SKIP_TARGET_SELF => SkipReason::TargetReflex,
+                K::REFLEX_SKIP_TARGET_PROTECTED => SkipReason::TargetProtected,
                 other => return Err(field("skip", other.0.into())),
             }),
             other => return Err(field("action", other.0.into())),

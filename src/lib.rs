@@ -19,6 +19,7 @@ extern crate self as reflex;
 pub mod abi;
 pub mod cli;
 pub mod cmd;
+pub mod escape;
 pub mod events;
 pub mod features;
 pub mod kernel;

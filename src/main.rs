@@ -10,7 +10,7 @@ use reflex::features::Features;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| reflex::sinks::stderr::Logs)
         .with_target(false)
         .without_time()
         .with_max_level(if cli.verbose {
@@ -25,12 +25,17 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args, features),
         Command::Check => return cmd::check::check(&features),
         Command::Validate(args) => return cmd::validate::validate(args, &features),
+        Command::Guardian => return cmd::guardian::guardian(),
     };
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("reflex: error: {e:#}");
+            reflex::say!("reflex: error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // What reflex said gets a moment to reach stderr; a stderr nobody reads
+    // does not keep reflex from exiting.
+    reflex::sinks::stderr::finish(std::time::Duration::from_secs(2));
+    code
 }

@@ -3,6 +3,11 @@
 /// The candidate closest to `given` by edit distance, if it is close enough
 /// to be a plausible typo (at most a third of the word, and at most 3 edits).
 pub fn closest<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // A typo is short: a long input is no near miss, and comparing it
+    // with every name would take long.
+    if given.len() > 64 {
+        return None;
+    }
     let given = given.to_ascii_lowercase();
     let limit = (given.chars().count() / 3).clamp(1, 3);
     candidates
@@ -16,27 +21,7 @@ pub fn closest<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -
 /// Edit distance counting a swap of neighbours as one edit (optimal string
 /// alignment), on chars: `sgi` is one edit from `sig`.
 fn distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = best;
-        }
-    }
-    d[a.len()][b.len()]
+    strsim::osa_distance(a, b)
 }
 
 #[cfg(test)]

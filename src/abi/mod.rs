@@ -45,6 +45,8 @@ plain!(
     reflex_file_key,
     reflex_stats,
     reflex_test_call,
+    reflex_disarm,
+    reflex_disarm_key,
 );
 
 /// The bytes of a boundary value, as the kernel reads them (map keys and
@@ -82,6 +84,8 @@ pub const CGROUP_LEVELS: usize = limit(L::REFLEX_CGROUP_LEVELS);
 pub const MAX_PROTECTED: usize = limit(L::REFLEX_MAX_PROTECTED);
 /// Protected executables and cgroups together.
 pub const MAX_PROTECT_OBJECTS: usize = limit(L::REFLEX_MAX_PROTECT_OBJECTS);
+/// Most distinct things a rule's circuit breaker allows.
+pub const MAX_DISARM_DISTINCT: u64 = L::REFLEX_MAX_DISARM_DISTINCT.0 as u64;
 /// Selector dimensions.
 pub const DIMS: usize = types::reflex_dim::REFLEX_DIM_MAX.0 as usize;
 /// Entries of one rule set's table.

@@ -148,7 +148,8 @@ pub fn rows(features: &Arc<Features>) -> Vec<Row> {
         Err(_) => row(
             "tracefs",
             Status::Unknown,
-            "not mounted; `reflex run` mounts it as root",
+            "not probed: its events are readable by root only (`reflex run` mounts it as root \
+             where it is not mounted)",
         ),
     });
     if let Ok((path, _)) = &tracefs {
@@ -168,23 +169,32 @@ pub fn rows(features: &Arc<Features>) -> Vec<Row> {
         });
     }
 
+    // Without privileges the kernel refuses every probe: say that, not that
+    // the feature is missing.
+    let probed = |answer: &Answer| {
+        if privileged {
+            answer.clone()
+        } else {
+            Answer::Unknown("needs privileges to ask the kernel".into())
+        }
+    };
     rows.push(answer_row(
         "ring buffer",
-        features.ringbuf().clone(),
+        probed(features.ringbuf()),
         true,
         "events stream to user space",
         "events cannot be reported",
     ));
     rows.push(answer_row(
         "bpf_send_signal",
-        features.send_signal().clone(),
+        probed(features.send_signal()),
         true,
         "signals the calling process from the kernel",
         "reflex cannot signal",
     ));
     rows.push(answer_row(
         "bpf_send_signal_thread",
-        features.send_signal_thread().clone(),
+        probed(features.send_signal_thread()),
         false,
         "`--thread` can signal only the calling thread",
         "`--thread` is unavailable",

@@ -2,15 +2,17 @@
 //! when a policy file changes; detach and summarise on SIGINT/SIGTERM.
 
 use std::cell::{Cell, RefCell};
-use std::io::{self, Write};
+use std::collections::BTreeSet;
+use std::io;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use libbpf_rs::RingBufferBuilder;
 
+use super::guardian::Guardian;
 use super::watch::Watcher;
 use crate::cli::RunArgs;
 use crate::events::{Clock, Event};
@@ -19,7 +21,8 @@ use crate::kernel::{EVENT_PERIOD, Kernel, Offer, Plan, RuleNames, Settings, Stra
 use crate::policy::check::Loaded;
 use crate::policy::{Env, Mode};
 use crate::rules::RuleSet;
-use crate::sinks::{Json, Sink, Summary, Text};
+use crate::say;
+use crate::sinks::{Detached, Json, Sink, Summary, Text};
 
 /// Quiet time after a file change before reloading (editors write in steps).
 const SETTLE: Duration = Duration::from_millis(150);
@@ -131,6 +134,89 @@ fn describe(loaded: &Loaded, plan: &Plan, settings: &Settings, dry_run: bool) ->
     lines
 }
 
+/// Signals that stop reflex cleanly: every one whose default action ends a
+/// process, but SIGHUP (reload), SIGUSR1 (see below), and those no process
+/// can handle (SIGKILL, SIGSTOP) or should (the faults a crash raises:
+/// SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP). For those the kernel
+/// detaches the programs and the guardian resumes what reflex stopped.
+fn stopping_signals() -> Vec<i32> {
+    use libc::*;
+    let mut sigs = vec![
+        SIGINT, SIGTERM, SIGQUIT, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU, SIGXFSZ, SIGPWR,
+        SIGSTKFLT, SIGIO, SIGSYS,
+    ];
+    // Real-time signals end a process too (glibc keeps the first two).
+    sigs.extend(SIGRTMIN() + 2..=SIGRTMAX());
+    sigs
+}
+
+/// What arrived by signal since the loop last looked.
+struct Signals {
+    /// The signal that asks reflex to stop (0: none yet).
+    stop: Arc<AtomicUsize>,
+    hup: Arc<AtomicBool>,
+    usr1: Arc<AtomicBool>,
+    tstp: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        let s = Signals {
+            stop: Arc::new(AtomicUsize::new(0)),
+            hup: Arc::new(AtomicBool::new(false)),
+            usr1: Arc::new(AtomicBool::new(false)),
+            tstp: Arc::new(AtomicBool::new(false)),
+        };
+        let context = "installing signal handlers";
+        for sig in stopping_signals() {
+            signal_hook::flag::register_usize(sig, Arc::clone(&s.stop), sig as usize)
+                .context(context)?;
+        }
+        signal_hook::flag::register(libc::SIGHUP, Arc::clone(&s.hup)).context(context)?;
+        signal_hook::flag::register(libc::SIGUSR1, Arc::clone(&s.usr1)).context(context)?;
+        // Ctrl-Z would freeze the loop that resumes pauses: not obeyed.
+        for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+            signal_hook::flag::register(sig, Arc::clone(&s.tstp)).context(context)?;
+        }
+        Ok(s)
+    }
+
+    fn stop(&self) -> Option<i32> {
+        match self.stop.load(Ordering::Relaxed) {
+            0 => None,
+            sig => Some(sig as i32),
+        }
+    }
+}
+
+/// A warning said at most once per [`Warnings::EVERY`] for its kind, with
+/// how many like it were held back since.
+#[derive(Default)]
+struct Warnings(std::collections::HashMap<&'static str, (Instant, u64)>);
+
+impl Warnings {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn warn(&mut self, kind: &'static str, text: impl FnOnce() -> String) {
+        match self.0.get_mut(kind) {
+            Some((said, held)) if said.elapsed() < Self::EVERY => *held += 1,
+            Some((said, held)) => {
+                let more = std::mem::take(held);
+                *said = Instant::now();
+                tracing::warn!(
+                    "{} ({more} more like it in the last {:?})",
+                    text(),
+                    Self::EVERY
+                );
+            }
+            None => {
+                self.0.insert(kind, (Instant::now(), 0));
+                tracing::warn!("{}", text());
+            }
+        }
+    }
+}
+
 pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     let env = Env::host();
     // Usage, then the policy, then the machine: each said before the next
@@ -140,10 +226,10 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     preflight(&features)?;
     let (loaded, set, degraded) = args.compile(loaded, &env, &features)?;
     for w in &loaded.warnings {
-        eprintln!("{w}");
+        say!("{w}");
     }
     for note in &degraded {
-        eprintln!("reflex: DEGRADED: {note}");
+        say!("reflex: DEGRADED: {}", crate::escape::escape(note));
     }
     if let Some(ppid) = args.ppid {
         if !std::path::Path::new(&format!("/proc/{ppid}")).exists() {
@@ -158,27 +244,38 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     // that a reload adding such rules needs no other program.
     settings.kfuncs = plan.strategy == Strategy::Raw && features.signal_task().yes();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let hup = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
-        .context("installing signal handlers")?;
-    let watcher = if args.policies.is_empty() {
+    let signals = Signals::install()?;
+    let mut watcher = if args.policies.is_empty() {
         None
     } else {
         Some(Watcher::new(&args.policies).context("watching the policy files")?)
     };
+    // Started before anything loads: the programs know its pid.
+    let mut guardian = match Guardian::spawn() {
+        Ok(g) => Some(g),
+        Err(e) => {
+            tracing::warn!(
+                "no guardian ({e}): if reflex is killed with SIGKILL or crashes, processes it \
+                 stopped stay stopped until someone sends them SIGCONT"
+            );
+            None
+        }
+    };
+    settings.helper_tgid = guardian.as_ref().map_or(0, Guardian::pid);
 
     let mut storage = MaybeUninit::uninit();
     let mut kernel = Kernel::load(&mut storage, &settings, Arc::clone(&features))?;
-    // Buffered, and flushed after each batch the ring buffer hands over.
-    let out = || io::BufWriter::with_capacity(64 * 1024, io::stdout());
+    if let Some(g) = &guardian {
+        if let Err(e) = g.keep(kernel.paused_map()) {
+            tracing::warn!("the guardian could not be given the list of stopped processes: {e}");
+        }
+    }
+    // Events are formatted here and written by a thread of their own: a
+    // stdout nobody reads never holds the loop that enforces.
+    let out = Detached::new("stdout", Box::new(io::stdout()));
     let sink: Box<dyn Sink> = match args.json {
-        true => Box::new(Json::new(out())),
-        false => Box::new(Text::new(out())),
+        true => Box::new(Json::new(out)),
+        false => Box::new(Text::new(out)),
     };
     #[cfg(feature = "bench")]
     let sink: Box<dyn Sink> = match args.userspace_kill() {
@@ -190,7 +287,6 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     let names: RefCell<RuleNames> = RefCell::default();
     let received = Cell::new(0u64);
     let undecodable = Cell::new(0u64);
-    let broken_pipe = Cell::new(false);
 
     let mut builder = RingBufferBuilder::new();
     builder
@@ -198,13 +294,8 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
             match Event::decode(data, &clock, &names.borrow()) {
                 Ok(event) => {
                     received.set(received.get() + 1);
-                    if let Err(e) = sink.borrow_mut().event(&event) {
-                        if e.kind() == io::ErrorKind::BrokenPipe {
-                            broken_pipe.set(true);
-                            return -1;
-                        }
-                        tracing::warn!("writing an event: {e}");
-                    }
+                    // Formatting only: the writing is the sink's thread's.
+                    let _ = sink.borrow_mut().event(&event);
                 }
                 Err(e) => {
                     undecodable.set(undecodable.get() + 1);
@@ -222,12 +313,12 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     // be missed; the banner is printed only once enforcement is on.
     kernel.install(&set, &plan)?;
     *names.borrow_mut() = kernel.names().clone();
-    sink.borrow_mut().start()?;
-    sink.borrow_mut().flush()?;
+    let _ = sink.borrow_mut().start();
+    let _ = sink.borrow_mut().flush();
     for line in describe(&loaded, &plan, &settings, args.dry_run) {
-        eprintln!("{line}");
+        say!("{line}");
     }
-    eprintln!(
+    say!(
         "reflex: attached to {}. Ctrl-C to stop{}.",
         kernel.hooks().join(", "),
         if args.policies.is_empty() {
@@ -247,32 +338,37 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
         clock: &clock,
         sink: &sink,
         names: &names,
-        broken_pipe: &broken_pipe,
-        stop: &stop,
-        hup: &hup,
-        watcher: watcher.as_ref(),
+        signals: &signals,
+        watcher: watcher.as_mut(),
+        guardian: guardian.as_mut(),
     });
 
     // However serving ended: stop deciding first (every kind of attachment
     // detached, and no program still running), then report what was
-    // decided, then leave nothing paused, then the summary.
+    // decided, then leave nothing stopped, then the summary.
     let detached = kernel.detach();
     let _ = ring.consume();
     drop(ring);
     resume(&mut kernel, &clock, &sink, true);
-    flush(&sink, &broken_pipe);
+    if let Some(g) = guardian.take() {
+        g.release();
+    }
+    // Events still queued get a moment to be written; what is left then is
+    // undelivered.
+    let _ = sink.borrow_mut().flush();
+    let _ = sink.borrow_mut().finish(Duration::from_secs(1));
     let summary = Summary {
         kernel: kernel.stats().context("reading the kernel's counters")?,
         received: received.get(),
         undecodable: undecodable.get(),
         missed: kernel.missed(),
+        undelivered: sink.borrow().undelivered(),
     };
-    eprintln!(
-        "reflex: detached after {} reloads.",
-        served.as_ref().copied().unwrap_or(0)
-    );
-    eprintln!("{summary}");
-    let _ = io::stdout().flush();
+    match &served {
+        Ok(s) => say!("reflex: detached after {} reloads ({}).", s.reloads, s.why),
+        Err(_) => say!("reflex: detached."),
+    }
+    say!("{summary}");
     served?;
     detached?;
     Ok(())
@@ -289,48 +385,105 @@ struct Serve<'a, 'k> {
     clock: &'a Clock,
     sink: &'a RefCell<Box<dyn Sink>>,
     names: &'a RefCell<RuleNames>,
-    broken_pipe: &'a Cell<bool>,
-    stop: &'a AtomicBool,
-    hup: &'a AtomicBool,
-    watcher: Option<&'a Watcher>,
+    signals: &'a Signals,
+    watcher: Option<&'a mut Watcher>,
+    guardian: Option<&'a mut Guardian>,
 }
 
-/// Reads events, resumes pauses that are due and reloads, until asked to
-/// stop (or stdout goes away); the number of reloads.
-fn serve(s: Serve<'_, '_>) -> Result<u64> {
+/// How serving ended.
+struct Served {
+    reloads: u64,
+    /// Why, in words: the signal that asked reflex to stop.
+    why: String,
+}
+
+fn signal_name(sig: i32) -> String {
+    crate::signal::Signal::from_number(sig).map_or_else(|| format!("signal {sig}"), |s| s.name())
+}
+
+/// Reads events, resumes pauses that are due and reloads, until a signal
+/// asks reflex to stop.
+fn serve(mut s: Serve<'_, '_>) -> Result<Served> {
     let mut changed_at: Option<Instant> = None;
     let mut reloads = 0u64;
     let mut missed = Misses::new(s.kernel.missed());
-    while !s.stop.load(Ordering::Relaxed) && !s.broken_pipe.get() {
+    let mut warnings = Warnings::default();
+    let mut disarmed: BTreeSet<String> = BTreeSet::new();
+    let mut checked = Instant::now();
+    let mut guarded = s.guardian.is_some();
+    loop {
+        if let Some(sig) = s.signals.stop() {
+            return Ok(Served {
+                reloads,
+                why: format!("stopped by {}", signal_name(sig)),
+            });
+        }
         // Woken by the kernel when enough events wait, else on the period;
         // either way, take everything there is.
         if let Err(e) = read_events(s.ring, EVENT_PERIOD) {
-            if e.kind() != io::ErrorKind::Interrupted && !s.broken_pipe.get() {
+            if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e).context("reading events");
             }
         }
-        flush(s.sink, s.broken_pipe);
+        let _ = s.sink.borrow_mut().flush();
+        if let Some((error, _)) = s.sink.borrow().take_error() {
+            warnings.warn("events", || {
+                format!(
+                    "{error}: events that cannot be written there are counted as undelivered \
+                     (the summary says how many); enforcement goes on"
+                )
+            });
+        }
         resume(s.kernel, s.clock, s.sink, false);
-        missed.check(s.kernel);
-        if s.watcher.is_some_and(Watcher::changed) {
+        if checked.elapsed() >= Duration::from_secs(1) {
+            checked = Instant::now();
+            missed.check(s.kernel);
+            for rule in s.kernel.disarmed() {
+                if disarmed.insert(rule.clone()) {
+                    tracing::warn!(
+                        "rule '{}' is disarmed: its circuit breaker opened (it acted on more \
+                         distinct targets than its `disarm` allows); it audits instead of acting \
+                         until the next reload",
+                        crate::escape::escape(&rule)
+                    );
+                }
+            }
+            if guarded && !s.guardian.as_mut().is_some_and(|g| g.alive()) {
+                guarded = false;
+                tracing::warn!(
+                    "reflex's guardian has exited: if reflex is now killed with SIGKILL or \
+                     crashes, processes it stopped stay stopped"
+                );
+            }
+        }
+        if s.signals.tstp.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                "reflex does not suspend (Ctrl-Z): it resumes pauses and reports as it runs; \
+                 Ctrl-C stops it"
+            );
+        }
+        if s.signals.usr1.swap(false, Ordering::Relaxed) {
+            tracing::info!("SIGUSR1: no output file to reopen");
+        }
+        if s.watcher.as_mut().is_some_and(|w| w.changed()) {
             changed_at = Some(Instant::now());
         }
         let settled = changed_at.is_some_and(|t| t.elapsed() >= SETTLE);
-        if s.hup.swap(false, Ordering::Relaxed) || settled {
+        if s.signals.hup.swap(false, Ordering::Relaxed) || settled {
             changed_at = None;
             match reload(s.args, s.env, s.features, s.in_force, s.kernel) {
                 Ok(text) => {
                     reloads += 1;
                     *s.names.borrow_mut() = s.kernel.names().clone();
-                    eprintln!("{text}");
+                    disarmed.clear();
+                    say!("{text}");
                 }
                 Err(e) => {
-                    eprintln!("reflex: reload refused; the rules in force stay in force:\n{e:#}")
+                    say!("reflex: reload refused; the rules in force stay in force:\n{e:#}")
                 }
             }
         }
     }
-    Ok(reloads)
 }
 
 /// Says, while it runs, when the kernel skipped reflex's programs (see
@@ -386,7 +539,7 @@ fn read_events(ring: &libbpf_rs::RingBuffer, timeout: Duration) -> io::Result<()
     }
 }
 
-/// Sends the SIGCONT of every pause that is due, or of all of them.
+/// Sends the SIGCONT of every stop that is due, or of all of them.
 fn resume(kernel: &mut Kernel, clock: &Clock, sink: &RefCell<Box<dyn Sink>>, all: bool) {
     let until = if all { u64::MAX } else { clock.boot_now() };
     for (pid, rule) in kernel.take_due_pauses(until) {
@@ -396,16 +549,6 @@ fn resume(kernel: &mut Kernel, clock: &Clock, sink: &RefCell<Box<dyn Sink>>, all
         );
         if sent.is_ok() {
             let _ = sink.borrow_mut().event(&Event::resumed(pid, &rule));
-        }
-    }
-}
-
-fn flush(sink: &RefCell<Box<dyn Sink>>, broken_pipe: &Cell<bool>) {
-    if let Err(e) = sink.borrow_mut().flush() {
-        if e.kind() == io::ErrorKind::BrokenPipe {
-            broken_pipe.set(true);
-        } else {
-            tracing::warn!("writing events: {e}");
         }
     }
 }
@@ -420,10 +563,10 @@ fn reload(
 ) -> Result<String> {
     let (loaded, set, degraded) = args.prepare(env, features)?;
     for w in &loaded.warnings {
-        eprintln!("{w}");
+        say!("{w}");
     }
     for note in &degraded {
-        eprintln!("reflex: DEGRADED: {note}");
+        say!("reflex: DEGRADED: {}", crate::escape::escape(note));
     }
     thread_check(&set, features)?;
     let plan = plan::replan(&set, in_force, &offer(&set, features)).map_err(anyhow::Error::msg)?;

@@ -1,65 +1,132 @@
-//! Notices changes to policy files (inotify on their folders, so editors that
-//! replace files by renaming are seen too).
+//! Notices changes to policy files: inotify on their folders (so editors
+//! that replace files by renaming are seen too), and on each folder's own
+//! parent, so that a folder removed and made again (a package, a deploy
+//! tool) is watched again, and says so. Never blocks.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+
+/// One folder that holds policy files.
+struct Folder {
+    dir: PathBuf,
+    /// The file that matters, or None for any policy file in it.
+    file: Option<OsString>,
+    /// Its watch, while it exists.
+    wd: Option<WatchDescriptor>,
+    /// Its parent's watch: sees the folder come back.
+    parent: Option<WatchDescriptor>,
+}
 
 pub struct Watcher {
     inotify: Inotify,
-    /// (watch descriptor's folder, the file name that matters or None for
-    /// any policy file in it)
-    watched: Vec<(nix::sys::inotify::WatchDescriptor, Option<OsString>)>,
+    folders: Vec<Folder>,
+}
+
+const IN_DIR: AddWatchFlags = AddWatchFlags::IN_CLOSE_WRITE
+    .union(AddWatchFlags::IN_MOVED_TO)
+    .union(AddWatchFlags::IN_MOVED_FROM)
+    .union(AddWatchFlags::IN_CREATE)
+    .union(AddWatchFlags::IN_DELETE)
+    .union(AddWatchFlags::IN_DELETE_SELF)
+    .union(AddWatchFlags::IN_MOVE_SELF);
+const IN_PARENT: AddWatchFlags = AddWatchFlags::IN_CREATE
+    .union(AddWatchFlags::IN_MOVED_TO)
+    .union(AddWatchFlags::IN_ONLYDIR);
+
+fn is_policy(name: &Path) -> bool {
+    name.extension().is_some_and(|x| x == "yaml" || x == "yml")
 }
 
 impl Watcher {
     pub fn new(paths: &[PathBuf]) -> nix::Result<Watcher> {
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
-        let flags = AddWatchFlags::IN_CLOSE_WRITE
-            | AddWatchFlags::IN_MOVED_TO
-            | AddWatchFlags::IN_MOVED_FROM
-            | AddWatchFlags::IN_CREATE
-            | AddWatchFlags::IN_DELETE;
-        let mut watched = Vec::new();
+        let mut folders = Vec::new();
         for path in paths {
-            let (dir, name) = if path.is_dir() {
-                (path.clone(), None)
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            let (dir, file) = if path.is_dir() {
+                (path, None)
             } else {
                 let dir = match path.parent() {
                     Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                    _ => Path::new(".").to_path_buf(),
+                    _ => Path::new("/").to_path_buf(),
                 };
                 (dir, path.file_name().map(|n| n.to_os_string()))
             };
-            let wd = inotify.add_watch(&dir, flags)?;
-            watched.push((wd, name));
+            let wd = Some(inotify.add_watch(&dir, IN_DIR)?);
+            let parent = dir
+                .parent()
+                .and_then(|p| inotify.add_watch(p, IN_PARENT).ok());
+            folders.push(Folder {
+                dir,
+                file,
+                wd,
+                parent,
+            });
         }
-        Ok(Watcher { inotify, watched })
+        Ok(Watcher { inotify, folders })
     }
 
-    /// Whether a policy file changed since the last call.
-    pub fn changed(&self) -> bool {
+    /// Whether a policy file changed since the last call (a folder that
+    /// went away, or came back, counts).
+    pub fn changed(&mut self) -> bool {
         let mut changed = false;
         while let Ok(events) = self.inotify.read_events() {
             if events.is_empty() {
                 break;
             }
             for e in events {
-                let Some(name) = e.name else { continue };
-                let relevant = self.watched.iter().any(|(wd, file)| {
-                    *wd == e.wd
-                        && match file {
-                            Some(f) => *f == name,
-                            None => {
-                                let p = Path::new(&name);
-                                p.extension().is_some_and(|x| x == "yaml" || x == "yml")
+                for f in &mut self.folders {
+                    if f.wd == Some(e.wd) {
+                        let gone = AddWatchFlags::IN_IGNORED
+                            | AddWatchFlags::IN_DELETE_SELF
+                            | AddWatchFlags::IN_MOVE_SELF;
+                        if e.mask.intersects(gone) {
+                            if f.wd.take().is_some() {
+                                tracing::warn!(
+                                    "policy folder {} was removed or moved: its rules stay in \
+                                     force, and reflex watches for it to come back",
+                                    f.dir.display()
+                                );
                             }
+                            changed = true;
+                            continue;
                         }
-                });
-                changed |= relevant;
+                        let Some(name) = &e.name else { continue };
+                        changed |= match &f.file {
+                            Some(file) => file == name,
+                            None => is_policy(Path::new(name)),
+                        };
+                    } else if f.parent == Some(e.wd)
+                        && e.name.as_deref() == f.dir.file_name()
+                        && f.wd.is_none()
+                    {
+                        changed |= Self::rewatch(&self.inotify, f);
+                    }
+                }
             }
         }
+        // A folder may also come back between a parent's event and the
+        // watch: look again for those still missing.
+        for f in self.folders.iter_mut().filter(|f| f.wd.is_none()) {
+            changed |= Self::rewatch(&self.inotify, f);
+        }
         changed
+    }
+
+    /// Watches a folder that came back; true when it did.
+    fn rewatch(inotify: &Inotify, f: &mut Folder) -> bool {
+        match inotify.add_watch(&f.dir, IN_DIR) {
+            Ok(wd) => {
+                f.wd = Some(wd);
+                tracing::info!(
+                    "policy folder {} is back: watching it again",
+                    f.dir.display()
+                );
+                true
+            }
+            Err(_) => false,
+        }
     }
 }

@@ -58,6 +58,8 @@ pub struct Stats {
     pub paused: u64,
     /// Events the kernel could not reserve room for in the ring buffer.
     pub dropped: u64,
+    /// Matches audited because the rule's circuit breaker was open.
+    pub disarmed: u64,
 }
 
 /// Load-time settings: fixed for the life of the process.
@@ -72,6 +74,8 @@ pub struct Settings {
     /// The raw hook is loaded able to signal other tasks (the kernel has
     /// bpf_send_signal_task).
     pub kfuncs: bool,
+    /// reflex's guardian process, which no rule may signal (0: none).
+    pub helper_tgid: u32,
 }
 
 impl Default for Settings {
@@ -81,6 +85,7 @@ impl Default for Settings {
             scope_ppid: 0,
             wake_every_event: false,
             kfuncs: false,
+            helper_tgid: 0,
         }
     }
 }
@@ -413,6 +418,37 @@ impl<'obj> Kernel<'obj> {
         due
     }
 
+    /// Rules of the set in force whose circuit breaker is open, by name
+    /// (read from the kernel's map, so a dropped event hides none).
+    pub fn disarmed(&self) -> Vec<String> {
+        let disarms = &self.objects.main.maps.disarms;
+        let mut open: Vec<String> = disarms
+            .keys()
+            .filter_map(|k| {
+                let key: types::reflex_disarm_key = abi::read(&k)?;
+                if key.generation != self.generation {
+                    return None;
+                }
+                let v = disarms.lookup(&k, MapFlags::ANY).ok()??;
+                let d: types::reflex_disarm = abi::read(&v)?;
+                (d.open != 0).then(|| {
+                    self.names
+                        .get(key.generation, key.rule)
+                        .unwrap_or("?")
+                        .to_string()
+                })
+            })
+            .collect();
+        open.sort();
+        open
+    }
+
+    /// The kernel's list of processes reflex stopped (pid → when to resume),
+    /// for the guardian to hold.
+    pub fn paused_map(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.objects.main.maps.paused.as_fd()
+    }
+
     /// The ring buffer carrying [`types::reflex_event`] records.
     pub fn events_map(&self) -> &dyn MapCore {
         &self.objects.main.maps.events
@@ -460,6 +496,7 @@ impl<'obj> Kernel<'obj> {
             paused: get(S::REFLEX_STAT_PAUSED),
             would_deny: get(S::REFLEX_STAT_WOULD_DENY),
             dropped: get(S::REFLEX_STAT_DROPPED),
+            disarmed: get(S::REFLEX_STAT_DISARMED),
         })
     }
 }

@@ -113,6 +113,7 @@ fn open_object<'a>(
         .as_deref_mut()
         .expect("reflex.bpf.c has const volatile globals");
     rodata.reflex_tgid = std::process::id();
+    rodata.helper_tgid = settings.helper_tgid;
     rodata.ancestor_helper = features.ancestor_helper();
     rodata.scope_ppid = settings.scope_ppid;
     rodata.wake_at = if settings.wake_every_event {

@@ -54,12 +54,66 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+/// Longest quoted value a message shows whole.
+const QUOTED: usize = 60;
+
+/// Longest message shown whole.
+const LONGEST: usize = 600;
+
+/// `message` with every value it quotes ('…' or `…`) longer than
+/// [`QUOTED`] characters cut to an excerpt, as any unquoted word that long,
+/// and at most [`LONGEST`] characters in all: an error about a 50 MB value
+/// says what is wrong, not the value (which may hold quotes itself).
+fn excerpts(message: String) -> String {
+    if message.chars().count() <= 2 * QUOTED {
+        return message;
+    }
+    let mut quoted = String::with_capacity(QUOTED * 4);
+    let mut rest = message.as_str();
+    while let Some(open) = rest.find(['\'', '`']) {
+        let quote = rest[open..].chars().next().expect("found");
+        quoted.push_str(&rest[..=open]);
+        let after = &rest[open + 1..];
+        match after.find(quote) {
+            Some(close) => {
+                let inner = &after[..close];
+                if inner.chars().count() > QUOTED {
+                    quoted.push_str(&super::file::excerpt(inner));
+                } else {
+                    quoted.push_str(inner);
+                }
+                quoted.push(quote);
+                rest = &after[close + 1..];
+            }
+            None => rest = after,
+        }
+    }
+    quoted.push_str(rest);
+    let words: Vec<String> = quoted
+        .split(' ')
+        .map(|w| {
+            // Past an excerpt's own length: not one already.
+            if w.chars().count() > 2 * QUOTED {
+                super::file::excerpt(w)
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    let text = words.join(" ");
+    if text.chars().count() <= LONGEST {
+        return text;
+    }
+    let cut: String = text.chars().take(LONGEST).collect();
+    format!("{cut}… (message cut at {LONGEST} characters)")
+}
+
 impl Diagnostic {
     pub fn error(at: Location, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             severity: Severity::Error,
             at,
-            message: message.into(),
+            message: excerpts(message.into()),
         }
     }
 
@@ -67,7 +121,7 @@ impl Diagnostic {
         Diagnostic {
             severity: Severity::Warning,
             at,
-            message: message.into(),
+            message: excerpts(message.into()),
         }
     }
 
@@ -82,7 +136,13 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}: {level}: {}", self.at, self.message)
+        // Messages quote what policies and the host say: shown, not obeyed.
+        write!(
+            f,
+            "{}: {level}: {}",
+            crate::escape::escape(&self.at.to_string()),
+            crate::escape::escape(&self.message)
+        )
     }
 }
 

@@ -17,7 +17,7 @@ use serde_saphyr::{Location, Spanned};
 pub struct RawFile {
     /// `enforce` (default) or `monitor`.
     #[serde(default)]
-    pub mode: Option<Spanned<String>>,
+    pub mode: Option<Spanned<Text>>,
     #[serde(default)]
     pub protect: Option<RawProtect>,
     #[serde(default)]
@@ -28,37 +28,47 @@ pub struct RawFile {
 #[serde(deny_unknown_fields)]
 pub struct RawProtect {
     #[serde(default)]
-    pub pids: Vec<Spanned<u32>>,
+    pub pids: Vec<Spanned<Scalar>>,
     #[serde(default)]
-    pub executables: Vec<Spanned<String>>,
+    pub executables: Vec<Spanned<Text>>,
     #[serde(default)]
-    pub cgroups: Vec<Spanned<String>>,
+    pub cgroups: Vec<Spanned<Text>>,
 }
 
 /// `sample: {frequency: 99, event: cpu-clock}`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSample {
-    pub frequency: Spanned<u64>,
+    pub frequency: Spanned<Scalar>,
     #[serde(default)]
-    pub event: Option<Spanned<String>>,
+    pub event: Option<Spanned<Text>>,
 }
 
 /// `rate: {over: 50, per: 1s, by: session}`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRate {
-    pub over: Spanned<u64>,
+    pub over: Spanned<Scalar>,
     pub per: Spanned<Scalar>,
     #[serde(default)]
-    pub by: Option<Spanned<String>>,
+    pub by: Option<Spanned<Text>>,
+}
+
+/// `disarm: {distinct: 3, per: 1m, by: executable}`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDisarm {
+    pub distinct: Spanned<Scalar>,
+    pub per: Spanned<Scalar>,
+    #[serde(default)]
+    pub by: Option<Spanned<Text>>,
 }
 
 /// Whom a signal goes to: `parent`, `{pid: N}` or `{pidfile: PATH}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawTo {
     Parent,
-    Pid(u32),
+    Pid(Scalar),
     Pidfile(String),
 }
 
@@ -80,7 +90,7 @@ impl<'de> Visitor<'de> for ToVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawTo, A::Error> {
         let to = match map.next_key::<String>()?.as_deref() {
             Some("pid") => RawTo::Pid(map.next_value()?),
-            Some("pidfile") => RawTo::Pidfile(map.next_value()?),
+            Some("pidfile") => RawTo::Pidfile(map.next_value::<Text>()?.0),
             Some(other) => {
                 return Err(de::Error::custom(format!(
                     "unknown key `{other}` in `to`: expected pid or pidfile"
@@ -106,7 +116,7 @@ impl<'de> Deserialize<'de> for RawTo {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
-    pub name: Spanned<String>,
+    pub name: Spanned<Text>,
     /// A sampling trigger: a software perf event at a frequency.
     #[serde(default)]
     pub sample: Option<Spanned<RawSample>>,
@@ -119,13 +129,16 @@ pub struct RawRule {
     /// Act only past this many matching calls in a window, per group.
     #[serde(default)]
     pub rate: Option<Spanned<RawRate>>,
+    /// A circuit breaker: past N distinct things acted on, audit instead.
+    #[serde(default)]
+    pub disarm: Option<Spanned<RawDisarm>>,
     /// A syscall trigger: `syscall: NAME` or a list (exactly one of
     /// `syscall` and `hook`).
     #[serde(default)]
     pub syscall: Option<Spanned<Names>>,
     /// A security hook trigger: `hook: ptrace | exec | open | kill | module`.
     #[serde(default)]
-    pub hook: Option<Spanned<String>>,
+    pub hook: Option<Spanned<Text>>,
     #[serde(default)]
     pub args: Option<Pairs<Spanned<String>, Spanned<RawArg>>>,
     #[serde(default, rename = "match")]
@@ -187,14 +200,154 @@ impl Visitor<'_> for ScalarVisitor {
             .map(Scalar::Int)
             .map_err(|_| E::custom("number too large"))
     }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+        Err(E::custom(not_whole(v)))
+    }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
-        Ok(Scalar::Str(v.to_string()))
+        scalar(v).map_err(E::custom)
+    }
+}
+
+/// A string scalar, its `${…}` expanded: a number where an expansion made it
+/// one (as a plain scalar would be), else a name.
+fn scalar(v: &str) -> Result<Scalar, String> {
+    let expanded = expand(v)?;
+    if expanded.as_str() != v {
+        if let Ok(n) = expanded.trim().parse::<i128>() {
+            return Ok(Scalar::Int(n));
+        }
+    }
+    Ok(Scalar::Str(expanded))
+}
+
+/// What a number YAML read as floating point is not.
+fn not_whole(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() >= 1e18 {
+        format!("{v:.0} is too large: numbers here are at most 18446744073709551615")
+    } else {
+        format!("{v} is not a whole number")
     }
 }
 
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Scalar, D::Error> {
         d.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// A string value, with `${NAME}`, `${NAME:-default}` and `${NAME-default}`
+/// filled from reflex's environment, whether the scalar is plain or quoted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Text(pub String);
+
+impl std::ops::Deref for Text {
+    type Target = String;
+    fn deref(&self) -> &String {
+        &self.0
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+                expand(v).map(Text).map_err(E::custom)
+            }
+        }
+        d.deserialize_string(V)
+    }
+}
+
+/// Longest value a `${…}` expansion may make.
+const MAX_EXPANDED: usize = 4096;
+
+/// `text` with every `${NAME}`, `${NAME:-default}` (the default when NAME is
+/// unset or empty) and `${NAME-default}` (when unset) filled from the
+/// environment. The parser fills plain scalars the same way before reflex
+/// sees them; this fills what it leaves, quoted scalars. An unset NAME
+/// without a default is an error.
+pub fn expand(text: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let inner = &rest[at + 2..];
+        let Some(end) = inner.find('}') else {
+            return Err(format!(
+                "'{}' opens a `${{` it does not close: write ${{NAME}} or ${{NAME:-default}}",
+                excerpt(text)
+            ));
+        };
+        let body = &inner[..end];
+        let (name, default, or_empty) = match body.find([':', '-']) {
+            Some(i) if body[i..].starts_with(":-") => (&body[..i], Some(&body[i + 2..]), true),
+            Some(i) if body[i..].starts_with('-') => (&body[..i], Some(&body[i + 1..]), false),
+            Some(_) => {
+                return Err(format!(
+                    "'${{{}}}': reflex fills ${{NAME}}, ${{NAME:-default}} and ${{NAME-default}}",
+                    excerpt(body)
+                ));
+            }
+            None => (body, None, false),
+        };
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+            && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric());
+        if !valid {
+            return Err(format!(
+                "'${{{}}}' is not a variable name: letters, digits and _, not starting with a digit",
+                excerpt(body)
+            ));
+        }
+        let value = std::env::var(name).ok();
+        let filled = match (value, default) {
+            (Some(v), Some(d)) if or_empty && v.is_empty() => d.to_string(),
+            (Some(v), _) => v,
+            (None, Some(d)) => d.to_string(),
+            (None, None) => {
+                return Err(format!(
+                    "${{{name}}} is not set in reflex's environment: set it, or give a default \
+                     (${{{name}:-default}})"
+                ));
+            }
+        };
+        out.push_str(&filled);
+        if out.len() > MAX_EXPANDED {
+            return Err(format!(
+                "'{}' expands to more than {MAX_EXPANDED} bytes",
+                excerpt(text)
+            ));
+        }
+        rest = &inner[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// At most 60 characters of a value, for messages, with what was left out
+/// said; control characters escaped.
+pub fn excerpt(value: &str) -> String {
+    const SHOWN: usize = 60;
+    let n = value.chars().count();
+    let head: String = value.chars().take(SHOWN).collect();
+    let head = crate::escape::escape(&head).into_owned();
+    if n > SHOWN {
+        format!("{head}… ({n} characters)")
+    } else {
+        head
     }
 }
 
@@ -238,8 +391,11 @@ impl<'de> Visitor<'de> for ValuesVisitor {
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Values, E> {
         self.one(Scalar::Int(v.into()))
     }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Values, E> {
+        Err(E::custom(not_whole(v)))
+    }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Values, E> {
-        self.one(Scalar::Str(v.into()))
+        self.one(scalar(v).map_err(E::custom)?)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Values, A::Error> {
         Ok(Values {
@@ -341,6 +497,9 @@ impl<'de> Visitor<'de> for RawArgVisitor {
             .visit_u64(v)
             .map(RawArg::Values)
     }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawArg, E> {
+        Err(E::custom(not_whole(v)))
+    }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<RawArg, E> {
         if v == "protected" {
             return Ok(RawArg::Protected { negate: false });
@@ -417,7 +576,7 @@ impl<'de> Deserialize<'de> for NotArg {
 
 /// `name` or `[name, ...]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Names(pub Vec<Spanned<String>>);
+pub struct Names(pub Vec<Spanned<Text>>);
 
 impl<'de> Deserialize<'de> for Names {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Names, D::Error> {
@@ -428,11 +587,11 @@ impl<'de> Deserialize<'de> for Names {
                 f.write_str("a name or a list of names")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Names, E> {
-                Ok(Names(vec![unspanned(v.to_string())]))
+                Ok(Names(vec![unspanned(Text(expand(v).map_err(E::custom)?))]))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Names, A::Error> {
                 let mut names = Vec::new();
-                while let Some(n) = seq.next_element::<Spanned<String>>()? {
+                while let Some(n) = seq.next_element::<Spanned<Text>>()? {
                     names.push(n);
                 }
                 Ok(Names(names))
@@ -662,7 +821,7 @@ mod tests {
             .unwrap()
             .rules
             .remove(0);
-        assert_eq!(r.syscall.unwrap().value.0[0].value, "kill");
+        assert_eq!(r.syscall.unwrap().value.0[0].value.as_str(), "kill");
         assert_eq!(r.action.value, RawAction::Audit);
         let err =
             parse("rules:\n  - name: r\n    syscall: ${REFLEX_TEST_UNSET}\n    action: kill\n")
@@ -676,7 +835,7 @@ mod tests {
         let text = "rules:\n  - name: r\n    hook: ptrace\n    action: {deny: EACCES, signal: SIGKILL}\n    fallback: kill\n";
         let r = parse(text).unwrap().rules.remove(0);
         assert!(r.syscall.is_none());
-        assert_eq!(r.hook.unwrap().value, "ptrace");
+        assert_eq!(r.hook.unwrap().value.as_str(), "ptrace");
         assert!(matches!(
             r.action.value,
             RawAction::Deny {

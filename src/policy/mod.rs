@@ -14,6 +14,8 @@ pub mod degrade;
 pub mod diag;
 pub mod file;
 pub mod files;
+#[cfg(test)]
+mod fuzz;
 pub mod hooks;
 pub mod host;
 
@@ -279,10 +281,39 @@ pub struct Rule {
     pub value: SigValue,
     /// `{pause: …}`: the SIGSTOP is followed by a SIGCONT after this long.
     pub pause_ns: Option<u64>,
+    /// A circuit breaker: past this many distinct things acted on, audit.
+    pub disarm: Option<Disarm>,
     pub args: Vec<ArgMatch>,
     pub selectors: Selectors,
     pub action: Action,
     pub mode: Mode,
+}
+
+/// A rule's circuit breaker: once it has acted on more than `distinct`
+/// different executables, cgroups or processes within `window_ns`, it audits
+/// instead of acting, until the next reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Disarm {
+    pub distinct: u32,
+    pub window_ns: u64,
+    pub by: DisarmBy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisarmBy {
+    Executable,
+    Cgroup,
+    Process,
+}
+
+impl DisarmBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            DisarmBy::Executable => "executable",
+            DisarmBy::Cgroup => "cgroup",
+            DisarmBy::Process => "process",
+        }
+    }
 }
 
 impl Rule {
@@ -311,6 +342,14 @@ impl Rule {
                 r.by.name()
             ));
         }
+        if let Some(d) = self.disarm {
+            text.push_str(&format!(
+                "; disarmed past {} distinct {}s in {}",
+                d.distinct,
+                d.by.name(),
+                show_ns(d.window_ns)
+            ));
+        }
         text
     }
 }
@@ -327,7 +366,9 @@ pub fn show_duration(ns: u64) -> String {
 
 /// A duration as policies write it: `1s`, `200ms`, `1500us`.
 pub fn show_ns(ns: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [
+    const UNITS: [(u64, &str); 6] = [
+        (3_600_000_000_000, "h"),
+        (60_000_000_000, "m"),
         (1_000_000_000, "s"),
         (1_000_000, "ms"),
         (1_000, "us"),

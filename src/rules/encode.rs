@@ -8,7 +8,7 @@ use crate::abi::types::{
     self, reflex_handler as H, reflex_rate_by as R, reflex_to as T, reflex_value as V,
     reflex_verdict as VD,
 };
-use crate::policy::{Action, RateBy, SigValue, Target, To};
+use crate::policy::{Action, DisarmBy, RateBy, SigValue, Target, To};
 
 /// Which kind of program answers syscall entries and exits (hooks and the
 /// sampler always have their own).
@@ -70,6 +70,16 @@ pub fn encode_rule(id: u32, rule: &CompiledRule, generation: u32) -> types::refl
         SigValue::Number(n) => (V::REFLEX_VALUE_NUMBER.0 as u8, n),
         SigValue::CallerPid => (V::REFLEX_VALUE_CALLER_PID.0 as u8, 0),
     };
+    if let Some(d) = rule.disarm {
+        r.disarm_distinct = d.distinct;
+        r.disarm_window_ns = d.window_ns;
+        r.disarm_by = (match d.by {
+            DisarmBy::Executable => types::reflex_disarm_by::REFLEX_DISARM_EXECUTABLE,
+            DisarmBy::Cgroup => types::reflex_disarm_by::REFLEX_DISARM_CGROUP,
+            DisarmBy::Process => types::reflex_disarm_by::REFLEX_DISARM_PROCESS,
+        })
+        .0 as u8;
+    }
     for (dst, c) in r.checks.iter_mut().zip(&rule.checks) {
         *dst = types::reflex_check {
             op: c.op.0 as u8,

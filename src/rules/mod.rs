@@ -74,6 +74,7 @@ pub struct CompiledRule {
     pub to: policy::To,
     pub value: policy::SigValue,
     pub pause_ns: u64,
+    pub disarm: Option<policy::Disarm>,
 }
 
 /// The rules of one table entry (a syscall's entry or exit, a hook, the
@@ -402,6 +403,7 @@ pub fn compile(policy: &Policy, options: Options) -> Result<RuleSet, Diagnostics
             to: rule.to,
             value: rule.value,
             pause_ns: rule.pause_ns.unwrap_or(0),
+            disarm: rule.disarm,
         });
     }
     if set.matches.len() > MAX_MATCHES {

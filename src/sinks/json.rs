@@ -1,19 +1,19 @@
 //! One JSON object per line.
 
-use std::io::{self, Write};
+use std::io;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use super::Sink;
+use super::{Output, Sink};
 use crate::events::{Event, Outcome};
 use crate::policy::Target;
 
-pub struct Json<W: Write> {
+pub struct Json<W: Output> {
     out: W,
 }
 
-impl<W: Write> Json<W> {
+impl<W: Output> Json<W> {
     pub fn new(out: W) -> Self {
         Json { out }
     }
@@ -119,7 +119,7 @@ impl<'a> Record<'a> {
     }
 }
 
-impl<W: Write> Sink for Json<W> {
+impl<W: Output> Sink for Json<W> {
     fn event(&mut self, event: &Event) -> io::Result<()> {
         serde_json::to_writer(&mut self.out, &Record::new(event))?;
         self.out.write_all(b"\n")
@@ -127,6 +127,18 @@ impl<W: Write> Sink for Json<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+
+    fn undelivered(&self) -> u64 {
+        self.out.undelivered()
+    }
+
+    fn take_error(&self) -> Option<(String, u64)> {
+        self.out.take_error()
+    }
+
+    fn finish(&mut self, wait: std::time::Duration) -> bool {
+        self.out.finish(wait)
     }
 }
 

@@ -53,4 +53,16 @@ impl Sink for Responder {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+
+    fn undelivered(&self) -> u64 {
+        self.inner.undelivered()
+    }
+
+    fn take_error(&self) -> Option<(String, u64)> {
+        self.inner.take_error()
+    }
+
+    fn finish(&mut self, wait: std::time::Duration) -> bool {
+        self.inner.finish(wait)
+    }
 }

@@ -13,6 +13,9 @@ pub struct Summary {
     pub undecodable: u64,
     /// Runs of reflex's programs the kernel skipped (see [`crate::kernel::Kernel::missed`]).
     pub missed: u64,
+    /// Events read but not written where they go (a reader gone, a full
+    /// disk, a destination too far behind).
+    pub undelivered: u64,
 }
 
 impl fmt::Display for Summary {
@@ -32,6 +35,13 @@ impl fmt::Display for Summary {
         if k.paused > 0 {
             writeln!(f, "  paused         {}", k.paused)?;
         }
+        if k.disarmed > 0 {
+            writeln!(
+                f,
+                "  disarmed       {} (a rule's circuit breaker was open: audited instead)",
+                k.disarmed
+            )?;
+        }
         writeln!(f, "  received       {}", self.received)?;
         write!(f, "  dropped        {}", k.dropped)?;
         if k.dropped > 0 {
@@ -46,6 +56,14 @@ impl fmt::Display for Summary {
                 f,
                 " (the kernel did not run reflex's program for these hook hits: another run of \
                  it was in progress on the same CPU; reflex did not see those calls)"
+            )?;
+        }
+        if self.undelivered > 0 {
+            write!(
+                f,
+                "\n  undelivered    {} (read, but not written where events go: its reader went \
+                 away, or it failed or fell too far behind)",
+                self.undelivered
             )?;
         }
         if self.undecodable > 0 {
@@ -77,10 +95,12 @@ mod tests {
                 would_deny: 0,
                 paused: 0,
                 dropped: 2,
+                disarmed: 0,
             },
             received: 3,
             undecodable: 0,
             missed: 0,
+            undelivered: 0,
         };
         let text = s.to_string();
         assert!(text.contains("events         5"), "{text}");

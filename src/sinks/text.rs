@@ -1,21 +1,22 @@
 //! The seed's table: `TIME  PID  COMM  SUCCESS`, plus what happened.
 
-use std::io::{self, Write};
+use std::io;
 
 use chrono::{DateTime, Local};
 
-use super::Sink;
+use super::{Output, Sink};
+use crate::escape::escape;
 use crate::events::{Event, Outcome};
 use crate::policy::Target;
 
-pub struct Text<W: Write> {
+pub struct Text<W: Output> {
     out: W,
     /// The last second formatted, and its `HH:MM:SS` (local time is costly
     /// to compute for every event of a busy stream).
     clock: Option<(u64, String)>,
 }
 
-impl<W: Write> Text<W> {
+impl<W: Output> Text<W> {
     pub fn new(out: W) -> Self {
         Text { out, clock: None }
     }
@@ -52,9 +53,11 @@ fn line_at(hhmmss: &str, event: &Event) -> String {
         Outcome::Signalled => "true",
         Outcome::Failed(_) => "false",
         Outcome::Denied(_) | Outcome::Resumed => "true",
-        Outcome::WouldSignal | Outcome::Skipped(_) | Outcome::Audited | Outcome::WouldDeny(_) => {
-            "-"
-        }
+        Outcome::WouldSignal
+        | Outcome::Skipped(_)
+        | Outcome::Audited
+        | Outcome::WouldDeny(_)
+        | Outcome::Disarmed => "-",
     };
     let signal = event.signal.map(|s| s.name()).unwrap_or_default();
     let aim = match (event.to_pid, event.target) {
@@ -72,6 +75,12 @@ fn line_at(hhmmss: &str, event: &Event) -> String {
         Outcome::Denied(errno) => format!("denied: {errno:?}, and {signal}{aim}"),
         Outcome::WouldDeny(errno) => format!("would deny: {errno:?} (monitor)"),
         Outcome::Resumed => "resumed: SIGCONT after the pause".to_string(),
+        Outcome::Disarmed if signal.is_empty() => {
+            "disarmed: circuit breaker open, audited instead".to_string()
+        }
+        Outcome::Disarmed => {
+            format!("disarmed: would send {signal}{aim}; circuit breaker open, audited instead")
+        }
     };
     // What made the rule fire, past the call itself.
     let mut why = String::new();
@@ -93,13 +102,21 @@ fn line_at(hhmmss: &str, event: &Event) -> String {
     } else {
         format!(",{why}")
     };
+    // A process names itself, and a policy names its rules: shown, never
+    // obeyed by the terminal.
     format!(
         "{}  {:<7}  {:<15}  {:<7}  {} [{} via {}{why}]",
-        hhmmss, event.pid, event.comm, success, detail, event.rule, event.syscall
+        hhmmss,
+        event.pid,
+        escape(&event.comm),
+        success,
+        detail,
+        escape(&event.rule),
+        event.syscall
     )
 }
 
-impl<W: Write> Sink for Text<W> {
+impl<W: Output> Sink for Text<W> {
     fn start(&mut self) -> io::Result<()> {
         writeln!(self.out, "{HEADER}")?;
         self.out.flush()
@@ -112,6 +129,18 @@ impl<W: Write> Sink for Text<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+
+    fn undelivered(&self) -> u64 {
+        self.out.undelivered()
+    }
+
+    fn take_error(&self) -> Option<(String, u64)> {
+        self.out.take_error()
+    }
+
+    fn finish(&mut self, wait: std::time::Duration) -> bool {
+        self.out.finish(wait)
     }
 }
 

@@ -20,11 +20,94 @@ static __always_inline enum reflex_skip safety_check(struct task_struct *task, _
 		return REFLEX_SKIP_INIT;
 	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
 		return REFLEX_SKIP_KTHREAD;
-	if (tgid == reflex_tgid)
+	if (tgid == reflex_tgid || (helper_tgid && tgid == helper_tgid))
 		return REFLEX_SKIP_SELF;
 	if (bpf_map_lookup_elem(&protected, &tgid))
 		return REFLEX_SKIP_PROTECTED;
 	return REFLEX_SKIP_NONE;
+}
+
+/*
+ * Why the task a `to:` rule would signal (pid `pid`: a process, or a thread
+ * of one) must not be, if it must not: the same safety as for callers.
+ * `kfuncs` (a constant): the program can look the task up, so a thread's
+ * process and kernel threads are recognised too.
+ */
+static __always_inline enum reflex_skip target_check(__u32 pid, bool kfuncs)
+{
+	__u32 tgid = pid;
+
+	if (kfuncs && bpf_ksym_exists(bpf_task_from_pid)) {
+		struct task_struct *t = bpf_task_from_pid(pid);
+		unsigned int flags;
+
+		if (t) {
+			tgid = BPF_CORE_READ(t, tgid);
+			flags = BPF_CORE_READ(t, flags);
+			bpf_task_release(t);
+			if (flags & PF_KTHREAD)
+				return REFLEX_SKIP_TARGET_KTHREAD;
+		}
+	}
+	if (tgid == 1)
+		return REFLEX_SKIP_TARGET_INIT;
+	if (tgid == reflex_tgid || (helper_tgid && tgid == helper_tgid))
+		return REFLEX_SKIP_TARGET_SELF;
+	if (bpf_map_lookup_elem(&protected, &tgid))
+		return REFLEX_SKIP_TARGET_PROTECTED;
+	return REFLEX_SKIP_NONE;
+}
+
+/*
+ * The rule's circuit breaker: whether it is open (the rule audits instead
+ * of acting). Acting on one more distinct executable, cgroup or process
+ * than the rule allows within its window opens it, until the next install.
+ */
+static __always_inline bool disarmed(const struct reflex_rule *rule, struct task_struct *task,
+				     __u32 tgid)
+{
+	struct reflex_disarm_key key = {.rule = rule->id, .generation = rule->generation};
+	struct reflex_disarm_seen_key seen_key = {.rule = rule->id, .generation = rule->generation};
+	struct reflex_disarm *d;
+	__u64 now = bpf_ktime_get_ns(), *seen;
+
+	if (!rule->disarm_distinct)
+		return false;
+	d = bpf_map_lookup_elem(&disarms, &key);
+	if (!d) {
+		struct reflex_disarm first = {.window_start = now};
+
+		bpf_map_update_elem(&disarms, &key, &first, BPF_NOEXIST);
+		d = bpf_map_lookup_elem(&disarms, &key);
+		if (!d)
+			return false;
+	}
+	if (d->open)
+		return true;
+	if (now - d->window_start >= rule->disarm_window_ns) {
+		d->window_start = now;
+		d->distinct = 0;
+	}
+	switch (rule->disarm_by) {
+	case REFLEX_DISARM_CGROUP:
+		seen_key.what[0] = bpf_get_current_cgroup_id();
+		break;
+	case REFLEX_DISARM_PROCESS:
+		seen_key.what[0] = tgid;
+		break;
+	default:
+		file_key(BPF_CORE_READ(task, mm, exe_file), seen_key.what);
+	}
+	seen = bpf_map_lookup_elem(&disarm_seen, &seen_key);
+	if (seen && *seen >= d->window_start)
+		return false; /* acted on already in this window: not one more */
+	bpf_map_update_elem(&disarm_seen, &seen_key, &now, BPF_ANY);
+	/* The result is not used: the plain atomic add 5.10 has. */
+	__sync_fetch_and_add(&d->distinct, 1);
+	if (d->distinct <= rule->disarm_distinct)
+		return false;
+	d->open = 1;
+	return true;
 }
 
 /* The group a rate condition counts in. */
@@ -155,10 +238,15 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 	if (rule->verdict == REFLEX_VERDICT_AUDIT) {
 		action = REFLEX_ACTION_AUDITED;
 		count(REFLEX_STAT_AUDITED);
-	} else if ((skip = safety_check(task, tgid)) != REFLEX_SKIP_NONE) {
-		/* Safety first: nothing below may touch what must not be touched. */
+	} else if ((skip = safety_check(task, tgid)) != REFLEX_SKIP_NONE ||
+		   (to_pid && (skip = target_check(to_pid, kfuncs)) != REFLEX_SKIP_NONE)) {
+		/* Safety first: nothing below may touch what must not be
+		 * touched, caller or target. */
 		action = REFLEX_ACTION_SKIPPED;
 		count(REFLEX_STAT_SKIPPED);
+	} else if (!rule->monitor && disarmed(rule, task, tgid)) {
+		action = REFLEX_ACTION_DISARMED;
+		count(REFLEX_STAT_DISARMED);
 	} else if (rule->monitor) {
 		action = deny ? REFLEX_ACTION_WOULD_DENY : REFLEX_ACTION_WOULD_SIGNAL;
 		count(deny ? REFLEX_STAT_WOULD_DENY : REFLEX_STAT_WOULD_SIGNAL);
@@ -185,9 +273,12 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 				} else {
 					ret = bpf_send_signal(rule->signal);
 				}
-				if (stop && ret)
-					bpf_map_delete_elem(&paused, &whom);
-				else if (stop)
+				/* A failed send leaves its entry: a stop sent
+				 * earlier may still be on its way (from a perf
+				 * event's NMI, bpf_send_signal defers to an
+				 * irq_work, and a second send finds it busy). A
+				 * resume too many is harmless; one too few is not. */
+				if (stop && !ret)
 					count(REFLEX_STAT_PAUSED);
 			}
 			count(ret ? REFLEX_STAT_FAILED : REFLEX_STAT_SIGNALLED);

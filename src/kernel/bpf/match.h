@@ -87,7 +87,8 @@ static __always_inline bool is_protected_pid(__u64 pid)
 
 	if (pid == 0 || pid > 0xffffffffULL)
 		return false;
-	return pid == 1 || key == reflex_tgid || bpf_map_lookup_elem(&protected, &key);
+	return pid == 1 || key == reflex_tgid || (helper_tgid && key == helper_tgid) ||
+	       bpf_map_lookup_elem(&protected, &key);
 }
 
 static __always_inline bool checks_pass(const struct reflex_rule *rule, const __u64 *args)

@@ -44,6 +44,9 @@ enum reflex_value _reflex_value = 0;
 struct reflex_start _reflex_start = {};
 struct reflex_rate_key _reflex_rate_key = {};
 struct reflex_test_call _reflex_test_call = {};
+struct reflex_disarm _reflex_disarm = {};
+struct reflex_disarm_key _reflex_disarm_key = {};
+enum reflex_disarm_by _reflex_disarm_by = 0;
 
 /*
  * Finds the rule of `sc` that answers this call, if any, and carries it out.
@@ -354,7 +357,9 @@ int BPF_PROG(reflex_lsm_module_file, struct file *file, enum kernel_read_file_id
  */
 static __always_inline int on_bpf(int cmd)
 {
-	if ((bpf_get_current_pid_tgid() >> 32) == reflex_tgid)
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	if (tgid == reflex_tgid || (helper_tgid && tgid == helper_tgid))
 		return 0;
 	return on_hook(REFLEX_HOOK_BPF, cmd, 0, NULL);
 }

@@ -48,6 +48,10 @@ enum reflex_limit {
 	REFLEX_MAX_RATES = 16384,
 	/* Processes stopped by reflex, awaiting their SIGCONT. */
 	REFLEX_MAX_PAUSED = 4096,
+	/* (install's rule, what it acted on) pairs a circuit breaker remembers. */
+	REFLEX_MAX_DISARM_SEEN = 16384,
+	/* Most distinct things a circuit breaker allows. */
+	REFLEX_MAX_DISARM_DISTINCT = 1024,
 };
 
 /*
@@ -74,6 +78,7 @@ enum reflex_action {
 	REFLEX_ACTION_AUDITED = 5,	/* the rule only reports */
 	REFLEX_ACTION_DENIED = 6,	/* the hook refused the operation (`error`) */
 	REFLEX_ACTION_WOULD_DENY = 7,	/* monitor mode */
+	REFLEX_ACTION_DISARMED = 8,	/* the rule's circuit breaker is open: audited instead */
 };
 
 /* Why a matched call was not acted upon. */
@@ -83,6 +88,11 @@ enum reflex_skip {
 	REFLEX_SKIP_KTHREAD = 2,   /* the caller is a kernel thread */
 	REFLEX_SKIP_SELF = 3,	   /* the caller is reflex itself */
 	REFLEX_SKIP_PROTECTED = 4, /* the caller is in the protected set */
+	/* The same, of the task a `to:` rule would signal. */
+	REFLEX_SKIP_TARGET_INIT = 5,
+	REFLEX_SKIP_TARGET_KTHREAD = 6,
+	REFLEX_SKIP_TARGET_SELF = 7,
+	REFLEX_SKIP_TARGET_PROTECTED = 8,
 };
 
 /* How the signal is aimed. */
@@ -195,7 +205,39 @@ struct reflex_rule {
 	__u32 generation; /* the install that wrote it: events name rules by it */
 	__u64 value;	  /* si_value, REFLEX_VALUE_NUMBER */
 	__u64 pause_ns;	  /* SIGSTOP now; user space sends SIGCONT after this long */
+	/* Circuit breaker: past this many distinct `disarm_by` acted on within
+	 * the window, the rule audits instead until the next install (0: none). */
+	__u64 disarm_window_ns;
+	__u32 disarm_distinct;
+	__u8 disarm_by; /* enum reflex_disarm_by */
+	__u8 _pad2[3];
 	struct reflex_check checks[REFLEX_MAX_CHECKS];
+};
+
+/* What a circuit breaker counts as distinct. */
+enum reflex_disarm_by {
+	REFLEX_DISARM_EXECUTABLE = 0,
+	REFLEX_DISARM_CGROUP = 1,
+	REFLEX_DISARM_PROCESS = 2,
+};
+
+/* A circuit breaker's state, per install's rule. */
+struct reflex_disarm_key {
+	__u32 rule;
+	__u32 generation;
+};
+
+struct reflex_disarm {
+	__u64 window_start; /* bpf_ktime_get_ns() */
+	__u64 distinct;	    /* distinct things acted on in the window */
+	__u64 open;	    /* 1: tripped; the rule audits until the next install */
+};
+
+/* One thing a circuit breaker has seen, and when (bpf_ktime_get_ns()). */
+struct reflex_disarm_seen_key {
+	__u32 rule;
+	__u32 generation;
+	__u64 what[2];
 };
 
 /* Rate conditions: what counts as one group. */
@@ -326,7 +368,8 @@ enum reflex_stat {
 	REFLEX_STAT_DENIED,
 	REFLEX_STAT_WOULD_DENY,
 	REFLEX_STAT_PAUSED,
-	REFLEX_STAT_DROPPED, /* ring buffer reservation failed */
+	REFLEX_STAT_DROPPED,  /* ring buffer reservation failed */
+	REFLEX_STAT_DISARMED, /* matches audited because a circuit breaker was open */
 	REFLEX_STAT_MAX,
 };
 

@@ -10,6 +10,7 @@
 
 /* Load-time configuration, set by user space before load. */
 const volatile __u32 reflex_tgid = 0; /* never signal ourselves */
+const volatile __u32 helper_tgid = 0; /* nor reflex's guardian */
 const volatile __u32 scope_ppid = 0;  /* 0: every parent; else only its children */
 /* Wake the reader only once this many bytes wait in the ring buffer (0: at
  * every event). Fewer wake-ups cost the watched call less and do not put the
@@ -151,6 +152,21 @@ struct {
 	__type(key, __u64);
 	__type(value, __u8);
 } protected_cgroups SEC(".maps");
+
+/* Circuit breakers: per install's rule, and what each has acted on. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, REFLEX_MAX_RULES);
+	__type(key, struct reflex_disarm_key);
+	__type(value, struct reflex_disarm);
+} disarms SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, REFLEX_MAX_DISARM_SEEN);
+	__type(key, struct reflex_disarm_seen_key);
+	__type(value, __u64);
+} disarm_seen SEC(".maps");
 
 /* Matcher test only: the call reflex_test_match evaluates. */
 struct {

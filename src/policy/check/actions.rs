@@ -7,12 +7,11 @@ use std::sync::Arc;
 use serde_saphyr::Spanned;
 
 use super::{Checker, place};
+use super::{MAX_PAUSE_NS, MAX_PID, MAX_WINDOW_NS};
 use crate::policy::diag::{Diagnostic, Location};
 use crate::policy::file::{self, RawAction, RawTo, Scalar};
-use crate::policy::{Action, Rate, RateBy, SigValue, Target, To, constants};
+use crate::policy::{Action, Disarm, DisarmBy, Rate, RateBy, SigValue, Target, To, constants};
 use crate::signal::Signal;
-
-use super::triggers::duration;
 
 impl Checker<'_> {
     pub(super) fn action(&mut self, a: &Spanned<RawAction>, file: &Arc<Path>) -> Option<Action> {
@@ -105,6 +104,66 @@ impl Checker<'_> {
             .ok()
     }
 
+    /// A circuit breaker: `disarm: {distinct: N, per: T, by: executable|cgroup|process}`.
+    pub(super) fn disarm(
+        &mut self,
+        d: &Spanned<file::RawDisarm>,
+        action: Option<&Action>,
+        file: &Arc<Path>,
+    ) -> Option<Disarm> {
+        let at = Location::of(file, &d.referenced);
+        if matches!(action, Some(Action::Audit)) {
+            self.error(
+                at,
+                "`disarm` is for rules that act: an audit rule has nothing to stop",
+            );
+            return None;
+        }
+        let distinct = self.bounded(
+            &d.value.distinct,
+            file,
+            "`distinct`",
+            1,
+            crate::abi::MAX_DISARM_DISTINCT,
+        );
+        let window_ns = self.duration_within(&d.value.per, file, "per", 24 * MAX_WINDOW_NS);
+        let by = match d.value.by.as_ref().map(|b| b.value.as_str()) {
+            None | Some("executable") => DisarmBy::Executable,
+            Some("cgroup") => DisarmBy::Cgroup,
+            Some("process") => DisarmBy::Process,
+            Some(other) => {
+                let b = d.value.by.as_ref().expect("some");
+                self.error(
+                    Location::of(file, &b.referenced),
+                    format!(
+                        "unknown `by: {}`: a circuit breaker counts distinct executables, cgroups or processes",
+                        file::excerpt(other)
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(Disarm {
+            distinct: distinct? as u32,
+            window_ns: window_ns?,
+            by,
+        })
+    }
+
+    /// A pid a `to:` names: never pid 1 (said now); a protected one is
+    /// refused once every file's `protect` is known (`finish`).
+    fn target(&mut self, pid: u32, at: Location, what: &str) -> To {
+        if pid == 1 {
+            self.error(
+                at,
+                format!("{what} names pid 1, which reflex never signals: name another process"),
+            );
+            return To::Caller;
+        }
+        self.targets.push((pid, at, what.to_string()));
+        To::Pid(pid)
+    }
+
     /// `to`, `value` and `pause` of a signal action.
     pub(super) fn signal_extras(
         &mut self,
@@ -125,24 +184,34 @@ impl Checker<'_> {
         let to_kind = match to.as_ref().map(|t| (&t.value, t.referenced)) {
             None => To::Caller,
             Some((RawTo::Parent, _)) => To::Parent,
-            Some((RawTo::Pid(0), l)) => {
-                self.error(at(&l), "pid 0 is not a process");
-                To::Caller
+            Some((RawTo::Pid(p), l)) => {
+                let pid = Spanned::new(p.clone(), l, l);
+                match self.bounded(&pid, file, "pid", 1, MAX_PID) {
+                    Some(pid) => self.target(pid as u32, at(&l), "`to: {pid}`"),
+                    None => To::Caller,
+                }
             }
-            Some((RawTo::Pid(p), _)) => To::Pid(*p),
             Some((RawTo::Pidfile(path), l)) => match self
                 .env
                 .host
                 .read(path)
                 .and_then(|t| t.parse::<u32>().map_err(|e| e.to_string()))
             {
-                Ok(pid) if pid > 0 => To::Pid(pid),
-                Ok(_) => {
-                    self.error(at(&l), format!("pidfile '{path}' names pid 0"));
+                Ok(pid) if pid > 0 && u64::from(pid) <= MAX_PID => {
+                    self.target(pid, at(&l), &format!("pidfile '{}'", file::excerpt(path)))
+                }
+                Ok(pid) => {
+                    self.error(
+                        at(&l),
+                        format!(
+                            "pidfile '{}' names pid {pid}, which is not a process",
+                            file::excerpt(path)
+                        ),
+                    );
                     To::Caller
                 }
                 Err(e) => {
-                    self.error(at(&l), format!("pidfile '{path}': {e}"));
+                    self.error(at(&l), format!("pidfile '{}': {e}", file::excerpt(path)));
                     To::Caller
                 }
             },
@@ -187,17 +256,9 @@ impl Checker<'_> {
                         "`pause` stops the caller: it cannot go with `to:`",
                     );
                 }
-                match duration(&p.value) {
-                    Ok(ns) if ns > 0 => Some(ns),
-                    Ok(_) => {
-                        self.error(at(&p.referenced), "`pause: 0` would not pause");
-                        None
-                    }
-                    Err(e) => {
-                        self.error(at(&p.referenced), e);
-                        None
-                    }
-                }
+                // Longer than a day is a stop: `{signal: SIGSTOP}`, resumed
+                // when reflex stops.
+                self.duration_within(p, file, "pause", MAX_PAUSE_NS)
             }
         };
         (to_kind, value_kind, pause_ns)
@@ -205,28 +266,10 @@ impl Checker<'_> {
 
     pub(super) fn rate(&mut self, r: &Spanned<file::RawRate>, file: &Arc<Path>) -> Option<Rate> {
         let at = Location::of(file, &r.referenced);
-        let over = r.value.over.value;
-        if over == 0 || over > u64::from(u32::MAX) {
-            self.error(
-                Location::of(file, &r.value.over.referenced),
-                "`over` counts calls: 1 or more (the rule acts on the calls past it)",
-            );
-            return None;
-        }
-        let window_ns = match duration(&r.value.per.value) {
-            Ok(ns) if ns > 0 && ns <= 3_600_000_000_000 => ns,
-            Ok(_) => {
-                self.error(
-                    Location::of(file, &r.value.per.referenced),
-                    "`per` is a window from 1ns to 1h",
-                );
-                return None;
-            }
-            Err(e) => {
-                self.error(Location::of(file, &r.value.per.referenced), e);
-                return None;
-            }
-        };
+        // `over` counts calls: the rule acts on the calls past it.
+        let over = self.bounded(&r.value.over, file, "`over`", 1, u64::from(u32::MAX));
+        let window_ns = self.duration_within(&r.value.per, file, "per", MAX_WINDOW_NS);
+        let (over, window_ns) = (over?, window_ns?);
         let by = match r.value.by.as_ref().map(|b| b.value.as_str()) {
             None | Some("process") => RateBy::Process,
             Some("parent") => RateBy::Parent,

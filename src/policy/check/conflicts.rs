@@ -8,24 +8,27 @@ use crate::policy::{ArgCond, Mode, Rule, Set};
 /// differently: the earlier one takes precedence.
 pub(super) fn conflicts(rules: &[Rule]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    // Once per rule, not per pair (a thousand rules are half a million pairs).
+    let points: Vec<_> = rules.iter().map(|r| r.trigger.points()).collect();
+    let does: Vec<String> = rules.iter().map(Rule::describe).collect();
     for (j, b) in rules.iter().enumerate() {
-        for a in &rules[..j] {
-            if (a.action, a.mode) == (b.action, b.mode) && a.describe() == b.describe() {
-                continue;
-            }
+        for (i, a) in rules[..j].iter().enumerate() {
             // Only rules at the same point answer the same call (an entry
             // and an exit of one syscall are two points).
-            let theirs = a.trigger.points();
-            let shared: Vec<&str> = b
-                .trigger
-                .points()
-                .into_iter()
-                .filter(|p| theirs.contains(p))
-                .map(|(_, name)| name)
-                .collect();
-            if shared.is_empty() || !may_overlap(a, b) {
+            if !points[j].iter().any(|p| points[i].contains(p)) {
                 continue;
             }
+            if (a.action, a.mode) == (b.action, b.mode) && does[i] == does[j] {
+                continue;
+            }
+            if !may_overlap(a, b) {
+                continue;
+            }
+            let shared: Vec<&str> = points[j]
+                .iter()
+                .filter(|p| points[i].contains(p))
+                .map(|(_, name)| *name)
+                .collect();
             out.push(Diagnostic::warning(
                 b.at.clone(),
                 format!(

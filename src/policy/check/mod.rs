@@ -18,11 +18,12 @@ use std::sync::Arc;
 pub use triggers::duration;
 
 use super::diag::{Diagnostic, Diagnostics, Location, shown};
-use super::file::{self, RawFile, RawRule};
+use super::file::{self, RawFile, RawRule, Scalar};
 use super::host::{Host, Live};
 use super::{Action, Mode, Policy, Protect, Rule, Sample, To, Trigger};
 use crate::abi::hook::ALL as ALL_HOOKS;
 use crate::syscall::Arch;
+use serde_saphyr::Spanned;
 
 /// Most values one selector or argument matcher may list.
 pub const MAX_VALUES: usize = 256;
@@ -93,20 +94,84 @@ pub fn load(paths: &[PathBuf], env: &Env) -> Result<Loaded, Diagnostics> {
     let mut checker = Checker::new(env);
     for path in &files {
         let file = shown(path);
-        match std::fs::read_to_string(path) {
+        match read_policy(path) {
             Ok(text) => checker.file(&text, &file),
-            Err(e) => diags.push(Diagnostic::error(
-                Location::file(&file),
-                format!("cannot read the policy file: {e}"),
-            )),
+            Err(e) => diags.push(Diagnostic::error(Location::file(&file), e)),
         }
     }
     diags.append(&mut checker.diags);
     checker.finish(files, diags)
 }
 
+/// Largest policy file reflex reads: 1 MiB (a thousand rules take about a
+/// tenth of it).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// A policy file's text: regular files only (a FIFO or a device would block
+/// or never end), opened without blocking, at most [`MAX_FILE_BYTES`].
+fn read_policy(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot read the policy file: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read the policy file: {e}"))?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!(
+            "this is {what}: reflex reads policies from regular files only"
+        ));
+    }
+    let too_large = || {
+        format!(
+            "the policy file is larger than {} KiB, the most reflex reads: split it into files in a directory",
+            MAX_FILE_BYTES / 1024
+        )
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the policy file: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "the policy file is not UTF-8 text (byte {} is not): policies are YAML",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// Checks one policy given as text (the built-in seed, tests).
 pub fn load_str(text: &str, name: &Path, env: &Env) -> Result<Loaded, Diagnostics> {
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(Diagnostics(vec![Diagnostic::error(
+            Location::file(&shown(name)),
+            format!(
+                "the policy is larger than {} KiB, the most reflex reads",
+                MAX_FILE_BYTES / 1024
+            ),
+        )]));
+    }
     let mut checker = Checker::new(env);
     checker.file(text, &shown(name));
     let diags = std::mem::take(&mut checker.diags);
@@ -123,6 +188,8 @@ struct Checker<'e> {
     /// among rules with other errors.
     names: Vec<(String, Location)>,
     protect: Protect,
+    /// Pids `to:` rules signal, where, and how they were named.
+    targets: Vec<(u32, Location, String)>,
 }
 
 /// The message of a YAML error without its own "line N column M" prefix and
@@ -135,10 +202,107 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
         _ => text,
     };
     let first = text.lines().next().unwrap_or_default();
+    // The parser's words for what a policy author can fix, in theirs.
+    if let Some(key) = first
+        .strip_prefix("duplicate mapping key: ")
+        .and_then(|k| k.split(", set DuplicateKeyPolicy").next())
+    {
+        return format!("`{key}` is given twice in one map: keep one");
+    }
+    if let Some(what) = first.split("budget breached").nth(1) {
+        // `Nodes { nodes: 250001 } at line …`: the kind and the limit, in words.
+        let words: Vec<&str> = what
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect();
+        let detail = match words.as_slice() {
+            [_, kind, n, ..] => match n.parse::<u64>() {
+                Ok(n) => format!(": more than {} {kind}", n.saturating_sub(1)),
+                Err(_) => String::new(),
+            },
+            _ => String::new(),
+        };
+        return format!(
+            "the policy is too large or too deeply nested for reflex to read{detail}: split it, \
+             or list fewer values"
+        );
+    }
     // Some messages end with their own " at line N, column M".
     match first.rsplit_once(" at line ") {
         Some((msg, place)) if place.contains(", column ") => msg.to_string(),
         _ => first.to_string(),
+    }
+}
+
+/// Longest duration a `pause:` may have: longer is a stop (`{signal: SIGSTOP}`).
+pub const MAX_PAUSE_NS: u64 = 24 * 3600 * 1_000_000_000;
+/// Longest window of a rate or circuit breaker, and longest `slower_than`.
+pub const MAX_WINDOW_NS: u64 = 3600 * 1_000_000_000;
+/// The highest pid Linux can give (PID_MAX_LIMIT).
+pub const MAX_PID: u64 = 4_194_304;
+
+impl Checker<'_> {
+    /// A whole number `what` from `lo` to `hi`, or an error at its place
+    /// that says the bounds.
+    fn bounded(
+        &mut self,
+        v: &Spanned<Scalar>,
+        file: &Arc<Path>,
+        what: &str,
+        lo: u64,
+        hi: u64,
+    ) -> Option<u64> {
+        let at = Location::of(file, &v.referenced);
+        match &v.value {
+            Scalar::Int(n) if *n >= i128::from(lo) && *n <= i128::from(hi) => Some(*n as u64),
+            Scalar::Int(n) => {
+                self.error(at, format!("{what} {n} is out of range: {lo} to {hi}"));
+                None
+            }
+            Scalar::Str(s) => {
+                self.error(
+                    at,
+                    format!(
+                        "{what} '{}' is not a number ({lo} to {hi})",
+                        file::excerpt(s)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A duration `what` from 1 ns to `max_ns`, or an error at its place.
+    fn duration_within(
+        &mut self,
+        v: &Spanned<Scalar>,
+        file: &Arc<Path>,
+        what: &str,
+        max_ns: u64,
+    ) -> Option<u64> {
+        let at = Location::of(file, &v.referenced);
+        match triggers::duration(&v.value) {
+            Ok(0) => {
+                self.error(at, format!("`{what}: 0`: a duration must be more than 0"));
+                None
+            }
+            Ok(ns) if ns > max_ns => {
+                self.error(
+                    at,
+                    format!(
+                        "`{what}: {}` is longer than {}, the most reflex allows here",
+                        file::excerpt(&v.value.to_string()),
+                        super::show_ns(max_ns)
+                    ),
+                );
+                None
+            }
+            Ok(ns) => Some(ns),
+            Err(e) => {
+                self.error(at, e);
+                None
+            }
+        }
     }
 }
 
@@ -158,6 +322,7 @@ impl<'e> Checker<'e> {
             rules: Vec::new(),
             names: Vec::new(),
             protect: Protect::default(),
+            targets: Vec::new(),
         }
     }
 
@@ -212,10 +377,16 @@ impl<'e> Checker<'e> {
         let errors_before = self.diags.len();
         let name = r.name.value.trim().to_string();
         self.names.push((name.clone(), at.clone()));
-        if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_whitespace) {
+        if name.is_empty()
+            || name.len() > MAX_NAME
+            || name.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             self.error(
                 at.clone(),
-                format!("rule name '{name}' must be 1 to {MAX_NAME} characters without spaces"),
+                format!(
+                    "rule name '{}' must be 1 to {MAX_NAME} characters, without spaces or control characters",
+                    super::file::excerpt(&name)
+                ),
             );
         }
 
@@ -256,6 +427,10 @@ impl<'e> Checker<'e> {
         let sample = r.sample.as_ref().and_then(|s| self.sample(s, file));
         let exit = self.exit(r, file);
         let rate = r.rate.as_ref().and_then(|x| self.rate(x, file));
+        let disarm = r
+            .disarm
+            .as_ref()
+            .and_then(|d| self.disarm(d, action.as_ref(), file));
         let (to, value, pause_ns) = self.signal_extras(&r.action, file);
         let trigger_kind = if sample.is_some() {
             Some("sampling")
@@ -303,6 +478,7 @@ impl<'e> Checker<'e> {
             to,
             value,
             pause_ns,
+            disarm,
             args,
             selectors,
             action: action?,
@@ -328,6 +504,17 @@ impl<'e> Checker<'e> {
             }
         }
         diags.extend(conflicts::conflicts(&self.rules));
+        for (pid, at, what) in &self.targets {
+            if self.protect.pids.contains(pid) {
+                diags.push(Diagnostic::error(
+                    at.clone(),
+                    format!(
+                        "{what} names pid {pid}, which `protect` lists: reflex never signals a \
+                         protected process; name another, or unprotect it"
+                    ),
+                ));
+            }
+        }
         self.protect.pids.sort_unstable();
         self.protect.pids.dedup();
         if diags.iter().any(Diagnostic::is_error) {

@@ -16,13 +16,8 @@ use crate::policy::{Cgroup, Comm, FileId, Selectors};
 impl Checker<'_> {
     pub(super) fn protect_block(&mut self, p: &file::RawProtect, file: &Arc<Path>) {
         for pid in &p.pids {
-            if pid.value == 0 {
-                self.error(
-                    Location::of(file, &pid.referenced),
-                    "pid 0 is not a process",
-                );
-            } else {
-                self.protect.pids.push(pid.value);
+            if let Some(pid) = self.bounded(pid, file, "protected pid", 1, super::MAX_PID) {
+                self.protect.pids.push(pid as u32);
             }
         }
         for exe in &p.executables {
@@ -116,11 +111,16 @@ fn comm(s: &Scalar) -> Result<Comm, String> {
         return Err("an empty comm matches nothing".into());
     }
     if bytes.len() > 15 {
-        let cut = String::from_utf8_lossy(&bytes[..15]);
-        return Err(format!(
-            "comm '{text}' is longer than the kernel keeps (15 bytes): the process is seen as '{cut}'; \
-             write that, or match `executable:`"
-        ));
+        return Err(match std::str::from_utf8(&bytes[..15]) {
+            Ok(cut) => format!(
+                "comm '{text}' is longer than the kernel keeps (15 bytes): the process is seen \
+                 as '{cut}'; write that, or match `executable:`"
+            ),
+            Err(_) => format!(
+                "comm '{text}' is longer than the kernel keeps (15 bytes), and the kernel cuts \
+                 it inside a character: match `executable:` instead"
+            ),
+        });
     }
     let mut out = [0u8; 16];
     out[..bytes.len()].copy_from_slice(bytes);

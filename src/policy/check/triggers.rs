@@ -162,7 +162,13 @@ impl Checker<'_> {
         file: &Arc<Path>,
     ) -> Option<Sample> {
         let at = Location::of(file, &s.value.frequency.referenced);
-        let frequency = s.value.frequency.value;
+        let frequency = self.bounded(
+            &s.value.frequency,
+            file,
+            "sampling frequency",
+            1,
+            u64::from(u32::MAX),
+        )?;
         let max = self
             .env
             .host
@@ -228,14 +234,25 @@ impl Checker<'_> {
         let slower_than_ns = match &r.slower_than {
             None => None,
             Some(d) => match duration(&d.value) {
-                Ok(ns) if ns > 0 => Some(ns),
-                Ok(_) => {
+                Ok(0) => {
                     self.error(
                         place_of(&d.referenced),
                         "`slower_than: 0` matches every call: omit it",
                     );
                     return None;
                 }
+                Ok(ns) if ns > super::MAX_WINDOW_NS => {
+                    self.error(
+                        place_of(&d.referenced),
+                        format!(
+                            "`slower_than: {}` is longer than {}, the most reflex times a call",
+                            crate::policy::file::excerpt(&d.value.to_string()),
+                            crate::policy::show_ns(super::MAX_WINDOW_NS)
+                        ),
+                    );
+                    return None;
+                }
+                Ok(ns) => Some(ns),
                 Err(e) => {
                     self.error(place_of(&d.referenced), e);
                     return None;
