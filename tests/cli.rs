@@ -182,3 +182,98 @@ fn validate_explains_unset_environment_values() {
         "{text}"
     );
 }
+
+/// `reflex validate` on one policy text: (exit code, output).
+fn validate_text(yaml: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    let out = reflex_once(&["validate", p.to_str().unwrap()], false);
+    (out.code, out.stdout.join("\n"))
+}
+
+#[test]
+fn values_are_bounded_and_errors_say_what_to_fix() {
+    let rule = |extra: &str| format!("rules:\n  - {{name: a, syscall: kill, {extra}}}\n");
+    for (yaml, want) in [
+        // A pause that would wrap the kernel's clock.
+        (
+            rule("action: {pause: 999999999999h}"),
+            "p.yaml:2:46: error: `pause: 999999999999h` is longer than 24h, the most reflex allows here",
+        ),
+        // A number too large to be one, and one past a limit.
+        (
+            rule("rate: {over: 100000000000000000000, per: 1s}, action: kill"),
+            "p.yaml:2:43: error: 100000000000000000000 is too large: numbers here are at most 18446744073709551615",
+        ),
+        (
+            rule("rate: {over: 4294967296, per: 1s}, action: kill"),
+            "p.yaml:2:43: error: `over` 4294967296 is out of range: 1 to 4294967295",
+        ),
+        // The parser's own words, rewritten.
+        (
+            rule("action: kill, action: audit"),
+            "p.yaml:2:44: error: `action` is given twice in one map: keep one",
+        ),
+        (
+            "protect: {pids: [-1]}\n".to_string() + &rule("action: kill"),
+            "p.yaml:1:18: error: protected pid -1 is out of range: 1 to 4194304",
+        ),
+        // A name the kernel cuts inside a character.
+        (
+            rule("match: {comm: \"ééééééééé\"}, action: kill"),
+            "is longer than the kernel keeps (15 bytes), and the kernel cuts it inside a character: match `executable:` instead",
+        ),
+        // Unset placeholders, quoted or not, and inside `not`.
+        (
+            rule("match: {comm: {not: ['${REFLEX_NO_SUCH_VAR}']}}, action: kill"),
+            "p.yaml:2:51: error: ${REFLEX_NO_SUCH_VAR} is not set in reflex's environment",
+        ),
+    ] {
+        let (code, text) = validate_text(&yaml);
+        assert_eq!(code, Some(1), "{yaml}: {text}");
+        assert!(text.contains(want), "{yaml}\nwant: {want}\ngot:\n{text}");
+        assert!(!text.contains('\u{fffd}'), "{text}");
+    }
+}
+
+#[test]
+fn input_is_never_taken_on_trust() {
+    // A device is no policy: refused at once, not read until memory runs out.
+    let started = std::time::Instant::now();
+    let out = reflex_once(&["validate", "/dev/urandom"], false);
+    assert_eq!(out.code, Some(1));
+    let text = out.stdout.join("\n");
+    assert!(
+        text.contains("/dev/urandom: error: this is a device: reflex reads policies from regular files only"),
+        "{text}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // A huge value is not echoed: the error says what is wrong, briefly.
+    let huge = "x".repeat(900_000);
+    let (code, text) = validate_text(&format!(
+        "rules:\n  - {{name: a, syscall: {huge}, action: kill}}\n"
+    ));
+    assert_eq!(code, Some(1));
+    assert!(text.len() < 1000, "{} bytes of error", text.len());
+    assert!(text.contains("unknown syscall 'xxxxx"), "{text}");
+    assert!(text.contains("(900000 characters)"), "{text}");
+    // Over the size cap: refused, with the cap.
+    let (code, text) = validate_text(&format!("# {}\n", "x".repeat(1_100_000)));
+    assert_eq!(code, Some(1));
+    assert!(text.contains("larger than 1024 KiB"), "{text}");
+    // Too many values for the parser's budget.
+    let many: Vec<String> = (1..300_000).map(|i| (i % 9).to_string()).collect();
+    let (code, text) = validate_text(&format!(
+        "rules:\n  - {{name: a, syscall: kill, match: {{pid: [{}]}}, action: kill}}\n",
+        many.join(",")
+    ));
+    assert_eq!(code, Some(1));
+    assert!(text.contains("too large or too deeply nested"), "{text}");
+    assert!(!text.contains("Nodes {"), "{text}");
+    // A negative pid on the command line says it is not one.
+    let out = reflex_once(&["run", "--ppid", "-1"], false);
+    assert_eq!(out.code, Some(2));
+    let err = out.stderr.join("\n");
+    assert!(err.contains("-1 is not a process id"), "{err}");
+}

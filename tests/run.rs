@@ -261,6 +261,21 @@ fn without_privileges_run_says_what_is_missing() {
         "{table}"
     );
     assert!(table.contains("fix: run reflex as root"), "{table}");
+    // What it could not ask, it says it could not ask: not that the kernel
+    // lacks it (it said "this kernel has no BPF ring buffer" and "tracefs
+    // is not mounted", both false).
+    for row in ["ring buffer", "bpf_send_signal ", "tracefs"] {
+        let line = out
+            .stdout
+            .iter()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no {row} row in\n{table}"));
+        assert!(
+            line.contains("unknown") && line.contains("not probed"),
+            "{line}"
+        );
+    }
+    assert!(!table.contains("this kernel has no"), "{table}");
     assert!(
         out.stderr.iter().all(|l| !l.contains("panicked")),
         "{:?}",

@@ -352,6 +352,11 @@ impl Reflex {
         self.child.id()
     }
 
+    /// Its exit code once it has exited (Some(None): by a signal), else None.
+    pub fn try_exit(&mut self) -> Option<Option<i32>> {
+        self.child.try_wait().unwrap().map(|s| s.code())
+    }
+
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
     }
@@ -415,7 +420,24 @@ pub fn reflex_once(args: &[&str], unprivileged: bool) -> Output {
     } else {
         Command::new(REFLEX)
     };
-    let out = cmd.args(args).output().expect("reflex runs");
+    // A command that never ends (reflex reading a FIFO, once) is a failure,
+    // not a stuck suite.
+    let mut child = cmd
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("reflex runs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`reflex {}` did not end within 60 s", args.join(" "));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
     let lines = |b: &[u8]| {
         String::from_utf8_lossy(b)
             .lines()

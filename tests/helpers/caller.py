@@ -26,6 +26,8 @@ usage: caller.py MODE ...
                     caught), print {"caught": [...], "took_ms": T}
   openfile PATH     open PATH for reading, print {"errno": E}
   spin SECONDS      busy loop, counting SIGPROF, print {"signals": N, "seconds": S}
+  named NAME NR     set its name (comm) to NAME (Python escapes: "\x1b[2J"),
+                    make syscall NR, print {"ret": R, "errno": E}
   parentcatch NR    fork a child that makes syscall NR; wait for SIGUSR1 and
                     print {"signo": S, "code": C, "value": V, "child": PID}
   init_module       init_module() of 100 zero bytes (never a valid module),
@@ -230,6 +232,13 @@ def spin_mode():
     print(json.dumps({"signals": count[0], "seconds": seconds}), flush=True)
 
 
+def named_mode():
+    name = sys.argv[2].encode().decode("unicode_escape").encode("latin-1")
+    set_comm(name)
+    ret, err = syscall(int(sys.argv[3]))
+    print(json.dumps({"ret": ret, "errno": err}), flush=True)
+
+
 class SigInfo(ctypes.Structure):
     _fields_ = [("signo", ctypes.c_int), ("errno", ctypes.c_int), ("code", ctypes.c_int),
                 ("pad", ctypes.c_int), ("pid", ctypes.c_int), ("uid", ctypes.c_uint),
@@ -305,6 +314,7 @@ if __name__ == "__main__":
         "slowread": slowread_mode,
         "openfile": openfile_mode,
         "spin": spin_mode,
+        "named": named_mode,
         "parentcatch": parentcatch_mode,
         "readmem": readmem_mode,
         "init_module": init_module_mode,
