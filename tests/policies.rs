@@ -556,7 +556,9 @@ fn reloads_under(how: &str) {
     let target = launch(&caller_cmd(&[
         "paced",
         &CALLS.to_string(),
-        "6",
+        // Long enough for ten reloads in the slowest emulated VM (seven
+        // or eight fitted in 6 s on Debian's 6.1 under TCG).
+        "10",
         &sysno("ptrace"),
         "1",
         "0",

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -186,14 +185,8 @@ fn a_stdout_nobody_reads_holds_nothing() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        let _ = tx.send(text);
-    });
-    std::thread::sleep(Duration::from_millis(1500)); // attached by now
+    let mut stderr = common::Lines::of(child.stderr.take().unwrap());
+    stderr.wait_for("the banner", |l| l.starts_with("reflex: attached"));
     let started = Instant::now();
     let go = std::thread::spawn(move || target.go());
     // Both callers end: the pause was resumed after its second although the
@@ -230,7 +223,7 @@ fn a_stdout_nobody_reads_holds_nothing() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status}");
-    let text = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let text = stderr.rest().join("\n");
     let undelivered: u64 = text
         .lines()
         .find_map(|l| l.trim_start().strip_prefix("undelivered"))
@@ -435,13 +428,8 @@ fn a_full_disk_is_said_once_and_counted() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut t = String::new();
-        let _ = stderr.read_to_string(&mut t);
-        t
-    });
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut stderr = common::Lines::of(child.stderr.take().unwrap());
+    stderr.wait_for("the banner", |l| l.starts_with("reflex: attached"));
     let (ended, _) = target.go();
     assert_eq!(ended, Ended::Exit(0));
     std::thread::sleep(Duration::from_millis(300));
@@ -451,7 +439,7 @@ fn a_full_disk_is_said_once_and_counted() {
     )
     .unwrap();
     assert!(child.wait().unwrap().success());
-    let text = reader.join().unwrap();
+    let text = stderr.rest().join("\n");
     let warnings = text.lines().filter(|l| l.contains("No space left")).count();
     assert!((1..=2).contains(&warnings), "{warnings} warnings:\n{text}");
     let undelivered = text

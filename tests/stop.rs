@@ -33,7 +33,8 @@ fn nothing_left_stopped(policy: &str, looper: &[String], attach: &[&str]) -> usi
     let looper: Vec<&str> = looper.iter().map(String::as_str).collect();
     let target = Launched::through_stops(&looper);
     let (pid, ppid) = (target.pid, target.ppid.to_string());
-    let go = std::thread::spawn(move || target.go());
+    // It runs for every run: under emulation, minutes.
+    let go = std::thread::spawn(move || target.go_within(Duration::from_secs(3600)));
     let mut runs = 0;
     for rep in 0..repetitions() {
         for sig in [Signal::SIGINT, Signal::SIGTERM] {

@@ -740,9 +740,16 @@ impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Pairs<K
 /// Parses one file's text. `${NAME}` and `${NAME:-default}` in values are
 /// filled from the environment; an unset `${NAME}` without default is an error.
 pub fn parse(text: &str) -> Result<RawFile, serde_saphyr::Error> {
-    let options = serde_saphyr::Options::default().with_properties(std::env::vars().collect());
+    let mut options = serde_saphyr::Options::default().with_properties(std::env::vars().collect());
+    let mut budget = serde_saphyr::budget::Budget::default();
+    budget.max_nodes = MAX_NODES;
+    options.budget = Some(budget);
     serde_saphyr::from_str_with_options(text, options)
 }
+
+/// Most YAML nodes a policy file may have: a thousand rules take about
+/// fifteen thousand.
+pub const MAX_NODES: usize = 50_000;
 
 #[cfg(test)]
 mod tests {
