@@ -36,6 +36,25 @@ fn main() {
     let clang = find_clang();
 
     println!("cargo:rerun-if-env-changed=REFLEX_CLANG");
+    // What `--version` names: the commit, and the profile.
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .or_else(|| env::var("REFLEX_COMMIT").ok())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=REFLEX_COMMIT={commit}");
+    println!(
+        "cargo:rustc-env=REFLEX_PROFILE={}",
+        env::var("PROFILE").unwrap_or_default()
+    );
+    println!("cargo:rerun-if-env-changed=REFLEX_COMMIT");
+    // Written at every commit and checkout.
+    if Path::new(".git/logs/HEAD").exists() {
+        println!("cargo:rerun-if-changed=.git/logs/HEAD");
+    }
     let bench = env::var_os("CARGO_FEATURE_BENCH").is_some();
     let objects: Vec<(&str, &str)> = OBJECTS
         .into_iter()

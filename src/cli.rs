@@ -18,13 +18,62 @@ use crate::syscall::Arch;
 /// the kernel with a signal, before the process runs one more user-space
 /// instruction. Every decision is printed, or written as JSON lines.
 #[derive(Debug, Parser)]
-#[command(name = "reflex", version, propagate_version = true)]
+#[command(
+    name = "reflex",
+    version,
+    propagate_version = true,
+    after_long_help = EXIT_STATUS
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// More logging on stderr (libbpf's messages among it).
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Colour in logs: auto (only when stderr is a terminal and NO_COLOR is
+    /// unset), always, never. Under systemd logs go to the journal, with
+    /// fields, and without colour.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: Color,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Exit codes, for `--help`, the manual page and supervisors.
+pub const EXIT_STATUS: &str = "Exit status:
+  0  stopped on request (SIGINT, SIGTERM, or another signal that ends it cleanly)
+  1  could not start: the policy, the machine or the kernel refused (restarting will not help)
+  2  usage error: the command line is wrong
+  3  enforcement was lost while running (restarting may help)
+Killed by a signal it cannot handle (SIGKILL, a crash): the kernel detaches its programs and
+its guardian resumes what it stopped.";
+
+/// The libbpf reflex runs with (vendored by libbpf-sys): `1.7`.
+pub fn libbpf_version() -> String {
+    // SAFETY: plain queries of constants, no arguments.
+    let (major, minor) = unsafe {
+        (
+            libbpf_rs::libbpf_sys::libbpf_major_version(),
+            libbpf_rs::libbpf_sys::libbpf_minor_version(),
+        )
+    };
+    format!("{major}.{minor}")
+}
+
+/// What `--version` says: the commit, libbpf and the build profile.
+pub fn long_version() -> String {
+    format!(
+        "{} (commit {}, libbpf {}, {} build)",
+        env!("CARGO_PKG_VERSION"),
+        env!("REFLEX_COMMIT"),
+        libbpf_version(),
+        env!("REFLEX_PROFILE"),
+    )
 }
 
 #[derive(Debug, Subcommand)]
@@ -34,11 +83,23 @@ pub enum Command {
     /// With no policy: every process that calls ptrace gets SIGKILL (the
     /// built-in seed policy). Scope it with --ppid when you try it by hand.
     /// SIGHUP, or a change to a policy file, reloads the policies.
+    #[command(after_long_help = EXIT_STATUS)]
     Run(RunArgs),
     /// Check policy files without loading anything (no privileges needed).
     Validate(ValidateArgs),
     /// Check what this machine lets reflex do; needs no flags, works without root.
     Check,
+    /// Print a manual page (roff): `reflex man | man -l -`; `reflex man run`
+    /// for a subcommand's.
+    Man {
+        #[arg(value_name = "SUBCOMMAND")]
+        page: Option<String>,
+    },
+    /// Print shell completions: `reflex completions bash > /etc/bash_completion.d/reflex`.
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
     /// reflex's guardian (started by `run`, not by people): resumes what
     /// reflex stopped if reflex dies without stopping cleanly.
     #[command(hide = true)]
@@ -67,6 +128,17 @@ pub struct RunArgs {
     /// One JSON object per line on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also write events as JSON lines to FILE (appended; reopened on
+    /// SIGUSR1, for logrotate).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// No events on stdout (with --output: only the file).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics, and /ready
+    /// (200 once the rules are in force); port 0 picks a free one.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
     /// Never signal PID (repeatable). pid 1 and reflex itself are always protected.
     #[arg(long, value_name = "PID", allow_negative_numbers = true, value_parser = parse_pid)]
     pub protect: Vec<u32>,
@@ -180,7 +252,7 @@ impl RunArgs {
             };
             loaded
         } else {
-            policy::load(&self.policies, env)?
+            policy::load_allowing_empty(&self.policies, env)?
         };
         let p = &mut loaded.policy.protect.pids;
         p.extend(&self.protect);
@@ -209,7 +281,7 @@ impl RunArgs {
         mut loaded: Loaded,
         env: &Env,
         features: &Features,
-    ) -> Result<(Loaded, rules::RuleSet, Vec<String>), Diagnostics> {
+    ) -> Result<(Loaded, rules::RuleSet, Vec<policy::degrade::Degraded>), Diagnostics> {
         let mut degraded = Vec::new();
         if loaded
             .policy
@@ -232,7 +304,7 @@ impl RunArgs {
         &self,
         env: &Env,
         features: &Features,
-    ) -> Result<(Loaded, rules::RuleSet, Vec<String>), Diagnostics> {
+    ) -> Result<(Loaded, rules::RuleSet, Vec<policy::degrade::Degraded>), Diagnostics> {
         self.usage_error()?;
         self.compile(self.load(env)?, env, features)
     }

@@ -114,6 +114,22 @@ pub struct ExitInfo {
     pub duration_ns: u64,
 }
 
+/// The `action` name (as in events) of a kernel action code, as the
+/// kernel's per-rule counters are indexed.
+pub fn action_name(code: u8) -> &'static str {
+    match A(u32::from(code)) {
+        A::REFLEX_ACTION_SIGNALLED => "signalled",
+        A::REFLEX_ACTION_FAILED => "failed",
+        A::REFLEX_ACTION_WOULD_SIGNAL => "would-signal",
+        A::REFLEX_ACTION_SKIPPED => "skipped",
+        A::REFLEX_ACTION_AUDITED => "audited",
+        A::REFLEX_ACTION_DENIED => "denied",
+        A::REFLEX_ACTION_WOULD_DENY => "would-deny",
+        A::REFLEX_ACTION_DISARMED => "disarmed",
+        _ => "unknown",
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("event record of {got} bytes, expected {want}: reflex and its BPF object disagree")]
@@ -329,6 +345,21 @@ pub(crate) mod tests {
         assert_eq!(e.signal, Some(Signal::KILL));
         assert_eq!(e.outcome, Outcome::Signalled);
         assert_eq!(e.time, SystemTime::UNIX_EPOCH + Duration::from_secs(1));
+    }
+
+    #[test]
+    fn counters_and_events_name_actions_alike() {
+        for code in 1..types_max() {
+            let mut raw = raw_event();
+            raw.action = code;
+            raw.skip = crate::abi::types::reflex_skip::REFLEX_SKIP_INIT.0 as u8;
+            let e = Event::from_raw(&raw, &Clock::new(), &names()).unwrap();
+            assert_eq!(action_name(code), e.outcome.action(), "{code}");
+        }
+    }
+
+    fn types_max() -> u8 {
+        A::REFLEX_ACTION_MAX.0 as u8
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod features;
 pub mod kernel;
 pub mod policy;
 pub mod rules;
+pub mod service;
 pub mod signal;
 pub mod sinks;
 pub mod suggest;

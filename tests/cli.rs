@@ -17,7 +17,7 @@ fn an_invalid_signal_is_refused_before_anything_loads() {
 #[test]
 fn ppid_zero_is_refused_with_the_fix() {
     let out = reflex_once(&["run", "--ppid", "0"], false);
-    assert_eq!(out.code, Some(1));
+    assert_eq!(out.code, Some(2), "a usage error");
     let err = out.stderr.join("\n");
     assert!(err.contains("omit --ppid to match every parent"), "{err}");
 }
@@ -245,7 +245,9 @@ fn input_is_never_taken_on_trust() {
     assert_eq!(out.code, Some(1));
     let text = out.stdout.join("\n");
     assert!(
-        text.contains("/dev/urandom: error: this is a device: reflex reads policies from regular files only"),
+        text.contains(
+            "/dev/urandom: error: this is a device: reflex reads policies from regular files only"
+        ),
         "{text}"
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
@@ -263,7 +265,7 @@ fn input_is_never_taken_on_trust() {
     assert_eq!(code, Some(1));
     assert!(text.contains("larger than 1024 KiB"), "{text}");
     // Too many values for the parser's budget.
-    let many: Vec<String> = (1..300_000).map(|i| (i % 9).to_string()).collect();
+    let many: Vec<String> = (1..60_000).map(|i| (i % 9).to_string()).collect();
     let (code, text) = validate_text(&format!(
         "rules:\n  - {{name: a, syscall: kill, match: {{pid: [{}]}}, action: kill}}\n",
         many.join(",")
@@ -276,4 +278,73 @@ fn input_is_never_taken_on_trust() {
     assert_eq!(out.code, Some(2));
     let err = out.stderr.join("\n");
     assert!(err.contains("-1 is not a process id"), "{err}");
+}
+
+#[test]
+fn version_man_page_and_completions_come_from_the_command_line() {
+    let out = reflex_once(&["--version"], false);
+    assert_eq!(out.code, Some(0));
+    let v = out.stdout.join("\n");
+    assert!(v.starts_with("reflex 0."), "{v}");
+    for part in ["commit ", "libbpf 1.", " build)"] {
+        assert!(v.contains(part), "{v}");
+    }
+    let out = reflex_once(&["man"], false);
+    let page = out.stdout.join("\n");
+    assert!(page.contains(".TH reflex 1"), "{page}");
+    assert!(
+        page.contains("Exit status"),
+        "the exit codes are in the page"
+    );
+    let out = reflex_once(&["man", "run"], false);
+    let page = out.stdout.join("\n");
+    assert!(page.contains(".TH reflex-run 1"), "{page}");
+    assert!(page.contains("\\-\\-metrics"), "{page}");
+    assert_eq!(reflex_once(&["man", "nosuch"], false).code, Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = reflex_once(&["completions", shell], false);
+        assert_eq!(out.code, Some(0), "{shell}");
+        let script = out.stdout.join("\n");
+        // Each shell's own spelling of the option.
+        let option = match shell {
+            "fish" => "-l metrics",
+            _ => "--metrics",
+        };
+        assert!(script.contains(option), "{shell}: {script}");
+        if shell == "bash" {
+            // It parses.
+            let file = dir.path().join("reflex.bash");
+            std::fs::write(&file, &script).unwrap();
+            let st = std::process::Command::new("bash")
+                .arg("-n")
+                .arg(&file)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+    }
+}
+
+#[test]
+fn the_unit_file_verifies() {
+    // The packaged unit, pointed at this build (the package test checks it
+    // installed, manual pages and all).
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/reflex.service"
+    ))
+    .unwrap()
+    .replace("/usr/bin/reflex", common::REFLEX);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reflex.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze runs");
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.trim().is_empty(), "{text}");
 }

@@ -44,6 +44,7 @@ plain!(
     reflex_pause,
     reflex_file_key,
     reflex_stats,
+    reflex_rule_stats,
     reflex_test_call,
     reflex_disarm,
     reflex_disarm_key,

@@ -2,6 +2,7 @@
 //! orderly stop), `validate` and `check`; `watch` notices policy changes.
 
 pub mod check;
+pub mod docs;
 pub mod guardian;
 pub mod run;
 pub mod validate;

@@ -22,7 +22,100 @@ use crate::policy::check::Loaded;
 use crate::policy::{Env, Mode};
 use crate::rules::RuleSet;
 use crate::say;
-use crate::sinks::{Detached, Json, Sink, Summary, Text};
+use crate::service::metrics::{Build, Metrics, Snapshot};
+use crate::service::notify::Notifier;
+use crate::sinks::{Detached, Fanout, FileOutput, Json, Sink, Summary, Text};
+
+/// Exit codes (`--help` and the manual page say them: [`crate::cli::EXIT_STATUS`]).
+pub const EXIT_STOPPED: u8 = 0;
+pub const EXIT_COULD_NOT_START: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_LOST: u8 = 3;
+
+/// A command line that cannot be run.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(String);
+
+/// Enforcement was lost while running.
+#[derive(Debug, thiserror::Error)]
+#[error("enforcement was lost while running: {0:#}")]
+pub struct Lost(anyhow::Error);
+
+/// The exit code for an error `run` returned.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<Usage>().is_some() {
+        EXIT_USAGE
+    } else if e.downcast_ref::<Lost>().is_some() {
+        EXIT_LOST
+    } else {
+        EXIT_COULD_NOT_START
+    }
+}
+
+/// What the service side knows and publishes: systemd's notifications and
+/// the metrics endpoint.
+struct Service {
+    notifier: Notifier,
+    metrics: Option<Metrics>,
+    ready: bool,
+    reloads_ok: u64,
+    reloads_refused: u64,
+    last_reload: Option<std::time::SystemTime>,
+    rules: u64,
+    degraded: Vec<(String, String)>,
+    build: Build,
+}
+
+impl Service {
+    /// In force: `rules` rules, `degraded` hook rules running as something less.
+    fn in_force(&mut self, rules: usize, degraded: &[crate::policy::degrade::Degraded]) {
+        self.last_reload = Some(std::time::SystemTime::now());
+        self.rules = rules as u64;
+        self.degraded = degraded
+            .iter()
+            .map(|d| (d.rule.clone(), d.instead.clone()))
+            .collect();
+    }
+
+    fn status(&self) -> String {
+        format!(
+            "{} rules in force ({} degraded); {} reloads, {} refused",
+            self.rules,
+            self.degraded.len(),
+            self.reloads_ok,
+            self.reloads_refused
+        )
+    }
+
+    /// Publishes what the loop knows to the metrics endpoint.
+    fn publish(&self, kernel: &Kernel, received: u64, sink: &Fanout) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        let stats = kernel.stats().unwrap_or_default();
+        metrics.publish(Snapshot {
+            ready: self.ready,
+            decisions: kernel
+                .decisions()
+                .into_iter()
+                .map(|((rule, action), n)| (rule, crate::events::action_name(action), n))
+                .collect(),
+            events_read: received,
+            events_dropped: stats.dropped,
+            undelivered: sink.undelivered_by_sink(),
+            missed: kernel.missed_by_program().into_iter().collect(),
+            reloads_ok: self.reloads_ok,
+            reloads_refused: self.reloads_refused,
+            last_reload: self.last_reload,
+            rules: self.rules,
+            degraded: self.degraded.clone(),
+            disarmed: kernel.disarmed(),
+            stopped: kernel.stopped(),
+            build: self.build.clone(),
+        });
+    }
+}
 
 /// Quiet time after a file change before reloading (editors write in steps).
 const SETTLE: Duration = Duration::from_millis(150);
@@ -221,7 +314,8 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     let env = Env::host();
     // Usage, then the policy, then the machine: each said before the next
     // is looked at, and the policy read once.
-    args.usage_error()?;
+    args.usage_error()
+        .map_err(|d| anyhow::Error::new(Usage(d.to_string())))?;
     let loaded = args.load(&env)?;
     preflight(&features)?;
     let (loaded, set, degraded) = args.compile(loaded, &env, &features)?;
@@ -229,7 +323,7 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
         say!("{w}");
     }
     for note in &degraded {
-        say!("reflex: DEGRADED: {}", crate::escape::escape(note));
+        say!("reflex: DEGRADED: {}", crate::escape::escape(&note.note));
     }
     if let Some(ppid) = args.ppid {
         if !std::path::Path::new(&format!("/proc/{ppid}")).exists() {
@@ -243,6 +337,51 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     // The raw hook is loaded able to signal other tasks where it can be, so
     // that a reload adding such rules needs no other program.
     settings.kfuncs = plan.strategy == Strategy::Raw && features.signal_task().yes();
+
+    // Outputs and the metrics endpoint before anything loads: a file that
+    // cannot be opened or an address in use is a reason not to start.
+    let mut sinks: Vec<(&'static str, Box<dyn Sink>)> = Vec::new();
+    if !args.quiet {
+        // Events are formatted here and written by a thread of their own: a
+        // stdout nobody reads never holds the loop that enforces.
+        let out = Detached::new("stdout", Box::new(io::stdout()));
+        let stdout: Box<dyn Sink> = match args.json {
+            true => Box::new(Json::new(out)),
+            false => Box::new(Text::new(out)),
+        };
+        #[cfg(feature = "bench")]
+        let stdout: Box<dyn Sink> = match args.userspace_kill() {
+            true => Box::new(crate::sinks::Responder::new(stdout)),
+            false => stdout,
+        };
+        sinks.push(("stdout", stdout));
+    }
+    if let Some(path) = &args.output {
+        let file = FileOutput::create(path)
+            .with_context(|| format!("--output {}: cannot open it to append", path.display()))?;
+        sinks.push(("file", Box::new(Json::new(file))));
+    }
+    let metrics = match &args.metrics {
+        Some(address) => Some(Metrics::serve(address).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let mut service = Service {
+        notifier: Notifier::from_env(),
+        metrics,
+        ready: false,
+        reloads_ok: 0,
+        reloads_refused: 0,
+        last_reload: None,
+        rules: 0,
+        degraded: Vec::new(),
+        build: Build {
+            version: env!("CARGO_PKG_VERSION").into(),
+            commit: env!("REFLEX_COMMIT").into(),
+            libbpf: crate::cli::libbpf_version(),
+            kernel: features::kernel_release(),
+            hooks: plan.strategy.to_string(),
+        },
+    };
 
     let signals = Signals::install()?;
     let mut watcher = if args.policies.is_empty() {
@@ -270,19 +409,7 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
             tracing::warn!("the guardian could not be given the list of stopped processes: {e}");
         }
     }
-    // Events are formatted here and written by a thread of their own: a
-    // stdout nobody reads never holds the loop that enforces.
-    let out = Detached::new("stdout", Box::new(io::stdout()));
-    let sink: Box<dyn Sink> = match args.json {
-        true => Box::new(Json::new(out)),
-        false => Box::new(Text::new(out)),
-    };
-    #[cfg(feature = "bench")]
-    let sink: Box<dyn Sink> = match args.userspace_kill() {
-        true => Box::new(crate::sinks::Responder::new(sink)),
-        false => sink,
-    };
-    let sink = RefCell::new(sink);
+    let sink = RefCell::new(Fanout(sinks));
     let clock = Clock::new();
     let names: RefCell<RuleNames> = RefCell::default();
     let received = Cell::new(0u64);
@@ -318,15 +445,36 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     for line in describe(&loaded, &plan, &settings, args.dry_run) {
         say!("{line}");
     }
+    if let Some(m) = &service.metrics {
+        say!(
+            "reflex: metrics at http://{}/metrics, readiness at /ready",
+            m.address()
+        );
+    }
+    if let Some(path) = &args.output {
+        say!(
+            "reflex: events also go to {} (JSON lines; SIGUSR1 reopens it)",
+            path.display()
+        );
+    }
+    let hooks = kernel.hooks();
     say!(
         "reflex: attached to {}. Ctrl-C to stop{}.",
-        kernel.hooks().join(", "),
+        if hooks.is_empty() {
+            "nothing (no rules in force)".to_string()
+        } else {
+            hooks.join(", ")
+        },
         if args.policies.is_empty() {
             ""
         } else {
             "; SIGHUP or a change to a policy file reloads"
         }
     );
+    service.in_force(set.rules.len(), &degraded);
+    service.ready = true;
+    service.publish(&kernel, received.get(), &sink.borrow());
+    service.notifier.ready(&service.status());
 
     let served = serve(Serve {
         args,
@@ -341,11 +489,17 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
         signals: &signals,
         watcher: watcher.as_mut(),
         guardian: guardian.as_mut(),
+        service: &mut service,
+        received: &received,
     });
 
     // However serving ended: stop deciding first (every kind of attachment
     // detached, and no program still running), then report what was
     // decided, then leave nothing stopped, then the summary.
+    service.notifier.stopping();
+    if let Some(m) = &service.metrics {
+        m.unready();
+    }
     let detached = kernel.detach();
     let _ = ring.consume();
     drop(ring);
@@ -369,8 +523,8 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
         Err(_) => say!("reflex: detached."),
     }
     say!("{summary}");
-    served?;
-    detached?;
+    served.map_err(|e| anyhow::Error::new(Lost(e)))?;
+    detached.map_err(|e| anyhow::Error::new(Lost(e.into())))?;
     Ok(())
 }
 
@@ -383,11 +537,13 @@ struct Serve<'a, 'k> {
     kernel: &'a mut Kernel<'k>,
     ring: &'a libbpf_rs::RingBuffer<'a>,
     clock: &'a Clock,
-    sink: &'a RefCell<Box<dyn Sink>>,
+    sink: &'a RefCell<Fanout>,
     names: &'a RefCell<RuleNames>,
     signals: &'a Signals,
     watcher: Option<&'a mut Watcher>,
     guardian: Option<&'a mut Guardian>,
+    service: &'a mut Service,
+    received: &'a Cell<u64>,
 }
 
 /// How serving ended.
@@ -435,8 +591,11 @@ fn serve(mut s: Serve<'_, '_>) -> Result<Served> {
             });
         }
         resume(s.kernel, s.clock, s.sink, false);
+        s.service.notifier.tick();
         if checked.elapsed() >= Duration::from_secs(1) {
             checked = Instant::now();
+            s.service
+                .publish(s.kernel, s.received.get(), &s.sink.borrow());
             missed.check(s.kernel);
             for rule in s.kernel.disarmed() {
                 if disarmed.insert(rule.clone()) {
@@ -463,7 +622,14 @@ fn serve(mut s: Serve<'_, '_>) -> Result<Served> {
             );
         }
         if s.signals.usr1.swap(false, Ordering::Relaxed) {
-            tracing::info!("SIGUSR1: no output file to reopen");
+            match s.sink.borrow_mut().reopen() {
+                Some(Ok(path)) => tracing::info!("SIGUSR1: reopened {path}"),
+                Some(Err(e)) => tracing::warn!(
+                    "SIGUSR1: could not reopen the output file ({e}): events go on to the one \
+                     open"
+                ),
+                None => tracing::info!("SIGUSR1: no --output file to reopen"),
+            }
         }
         if s.watcher.as_mut().is_some_and(|w| w.changed()) {
             changed_at = Some(Instant::now());
@@ -471,17 +637,24 @@ fn serve(mut s: Serve<'_, '_>) -> Result<Served> {
         let settled = changed_at.is_some_and(|t| t.elapsed() >= SETTLE);
         if s.signals.hup.swap(false, Ordering::Relaxed) || settled {
             changed_at = None;
+            s.service.notifier.reloading();
             match reload(s.args, s.env, s.features, s.in_force, s.kernel) {
-                Ok(text) => {
+                Ok((text, rules, degraded)) => {
                     reloads += 1;
+                    s.service.reloads_ok += 1;
+                    s.service.in_force(rules, &degraded);
                     *s.names.borrow_mut() = s.kernel.names().clone();
                     disarmed.clear();
                     say!("{text}");
                 }
                 Err(e) => {
+                    s.service.reloads_refused += 1;
                     say!("reflex: reload refused; the rules in force stay in force:\n{e:#}")
                 }
             }
+            s.service
+                .publish(s.kernel, s.received.get(), &s.sink.borrow());
+            s.service.notifier.ready(&s.service.status());
         }
     }
 }
@@ -540,7 +713,7 @@ fn read_events(ring: &libbpf_rs::RingBuffer, timeout: Duration) -> io::Result<()
 }
 
 /// Sends the SIGCONT of every stop that is due, or of all of them.
-fn resume(kernel: &mut Kernel, clock: &Clock, sink: &RefCell<Box<dyn Sink>>, all: bool) {
+fn resume(kernel: &mut Kernel, clock: &Clock, sink: &RefCell<Fanout>, all: bool) {
     let until = if all { u64::MAX } else { clock.boot_now() };
     for (pid, rule) in kernel.take_due_pauses(until) {
         let sent = nix::sys::signal::kill(
@@ -560,22 +733,23 @@ fn reload(
     features: &Features,
     in_force: Strategy,
     kernel: &mut Kernel,
-) -> Result<String> {
+) -> Result<(String, usize, Vec<crate::policy::degrade::Degraded>)> {
     let (loaded, set, degraded) = args.prepare(env, features)?;
     for w in &loaded.warnings {
         say!("{w}");
     }
     for note in &degraded {
-        say!("reflex: DEGRADED: {}", crate::escape::escape(note));
+        say!("reflex: DEGRADED: {}", crate::escape::escape(&note.note));
     }
     thread_check(&set, features)?;
     let plan = plan::replan(&set, in_force, &offer(&set, features)).map_err(anyhow::Error::msg)?;
     kernel.install(&set, &plan)?;
-    Ok(format!(
+    let text = format!(
         "reflex: reloaded {} rules; hooks: {} ({}): {}",
         set.rules.len(),
         plan.strategy,
         plan.reason,
         kernel.hooks().join(", ")
-    ))
+    );
+    Ok((text, set.rules.len(), degraded))
 }

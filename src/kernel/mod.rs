@@ -108,7 +108,13 @@ const MAIN_PROGRAMS: &[&str] = &[
 struct Slot {
     entries: Vec<u32>,
     matches: Vec<types::reflex_match_key>,
+    /// The install written here, and its number of rules.
+    generation: u32,
+    rules: usize,
 }
+
+/// Decisions by rule name and action (a `reflex_action` code).
+pub type Decisions = std::collections::BTreeMap<(String, u8), u64>;
 
 /// Writes rule set `set` of install `generation` into slot `slot` of the
 /// maps, as the encoders put it; what was written, to clear it later.
@@ -169,6 +175,8 @@ pub struct Kernel<'obj> {
     /// Installs so far: written into each rule, carried by each event.
     generation: u32,
     names: RuleNames,
+    /// Decisions of installs whose slot has been reused since.
+    retired: Decisions,
 }
 
 impl<'obj> Kernel<'obj> {
@@ -197,6 +205,7 @@ impl<'obj> Kernel<'obj> {
             retired_objects: Default::default(),
             generation: 0,
             names: RuleNames::default(),
+            retired: Decisions::new(),
         })
     }
 
@@ -250,9 +259,26 @@ impl<'obj> Kernel<'obj> {
         }
     }
 
-    /// Zeroes what set `slot` held.
+    /// Zeroes what set `slot` held (its decisions kept, by rule name).
     fn clear(&mut self, slot: u32) -> Result<(), LoadError> {
+        let counts = self.slot_decisions(slot);
+        for (key, n) in counts {
+            *self.retired.entry(key).or_default() += n;
+        }
         let old = std::mem::take(&mut self.slots[slot as usize]);
+        let zeros = vec![
+            vec![0u8; std::mem::size_of::<types::reflex_rule_stats>()];
+            libbpf_rs::num_possible_cpus().unwrap_or(1)
+        ];
+        for id in 0..old.rules as u32 {
+            let idx = slot * abi::MAX_RULES as u32 + id;
+            self.objects
+                .main
+                .maps
+                .rule_stats
+                .update_percpu(&idx.to_ne_bytes(), &zeros, MapFlags::ANY)
+                .map_err(map_err("rule_stats"))?;
+        }
         let empty = types::reflex_syscall::default();
         let maps = &self.objects.main.maps;
         for index in old.entries {
@@ -269,7 +295,10 @@ impl<'obj> Kernel<'obj> {
 
     /// Writes `set` into slot `slot`, as the encoders put it.
     fn write(&mut self, slot: u32, set: &RuleSet, plan: &Plan) -> Result<(), LoadError> {
-        self.slots[slot as usize] = write(&self.objects, slot, set, plan, self.generation)?;
+        let mut written = write(&self.objects, slot, set, plan, self.generation)?;
+        written.generation = self.generation;
+        written.rules = set.rules.len();
+        self.slots[slot as usize] = written;
         Ok(())
     }
 
@@ -418,6 +447,47 @@ impl<'obj> Kernel<'obj> {
         due
     }
 
+    /// Decisions the kernel has counted in `slot`, by rule name and action.
+    fn slot_decisions(&self, slot: u32) -> Decisions {
+        let s = &self.slots[slot as usize];
+        let mut out = Decisions::new();
+        for id in 0..s.rules as u32 {
+            let idx = slot * abi::MAX_RULES as u32 + id;
+            let Ok(Some(per_cpu)) = self
+                .objects
+                .main
+                .maps
+                .rule_stats
+                .lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY)
+            else {
+                continue;
+            };
+            let name = self.names.get(s.generation, id).unwrap_or("?");
+            for cpu in per_cpu {
+                let Some(c) = abi::read::<types::reflex_rule_stats>(&cpu) else {
+                    continue;
+                };
+                for (action, n) in c.count.iter().enumerate().filter(|(_, n)| **n > 0) {
+                    *out.entry((name.to_string(), action as u8)).or_default() += n;
+                }
+            }
+        }
+        out
+    }
+
+    /// Every decision so far, by rule name and action: counted by the
+    /// kernel, per CPU, whether or not its event was reported; a rule that
+    /// keeps its name across reloads keeps counting.
+    pub fn decisions(&self) -> Decisions {
+        let mut all = self.retired.clone();
+        for slot in 0..2 {
+            for (key, n) in self.slot_decisions(slot) {
+                *all.entry(key).or_default() += n;
+            }
+        }
+        all
+    }
+
     /// Rules of the set in force whose circuit breaker is open, by name
     /// (read from the kernel's map, so a dropped event hides none).
     pub fn disarmed(&self) -> Vec<String> {
@@ -443,6 +513,11 @@ impl<'obj> Kernel<'obj> {
         open
     }
 
+    /// Processes reflex has stopped and will resume.
+    pub fn stopped(&self) -> u64 {
+        self.objects.main.maps.paused.keys().count() as u64
+    }
+
     /// The kernel's list of processes reflex stopped (pid → when to resume),
     /// for the guardian to hold.
     pub fn paused_map(&self) -> std::os::fd::BorrowedFd<'_> {
@@ -462,8 +537,20 @@ impl<'obj> Kernel<'obj> {
     /// same CPU is such a hit; nothing reflex does answers it, so it is
     /// reported.
     pub fn missed(&self) -> u64 {
-        object::missed(self.objects.main.object())
-            + self.attachments.iter().map(|a| a.missed()).sum::<u64>()
+        self.missed_by_program().values().sum()
+    }
+
+    /// [`Kernel::missed`], by program.
+    pub fn missed_by_program(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut all = std::collections::BTreeMap::new();
+        let main = object::missed(self.objects.main.object());
+        for (program, n) in main
+            .into_iter()
+            .chain(self.attachments.iter().flat_map(|a| a.missed()))
+        {
+            *all.entry(program).or_default() += n;
+        }
+        all
     }
 
     pub fn stats(&self) -> Result<Stats, libbpf_rs::Error> {

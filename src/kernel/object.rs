@@ -145,19 +145,25 @@ pub(super) struct Extra {
 }
 
 impl Extra {
-    /// Runs of its programs the kernel skipped ([`recursion_misses`]).
-    pub fn missed(&self) -> u64 {
+    /// Runs of its programs the kernel skipped ([`recursion_misses`]), by
+    /// program.
+    pub fn missed(&self) -> Vec<(String, u64)> {
         missed(self.skel.object())
     }
 }
 
-/// Runs of `object`'s loaded programs the kernel skipped.
-pub(super) fn missed(object: &libbpf_rs::Object) -> u64 {
+/// Runs of `object`'s loaded programs the kernel skipped, by program.
+pub(super) fn missed(object: &libbpf_rs::Object) -> Vec<(String, u64)> {
     object
         .progs()
         .filter(|p| p.autoload())
-        .map(|p| recursion_misses(p.as_fd()))
-        .sum()
+        .map(|p| {
+            (
+                p.name().to_string_lossy().into_owned(),
+                recursion_misses(p.as_fd()),
+            )
+        })
+        .collect()
 }
 
 impl<'obj> Objects<'obj> {

@@ -8,13 +8,24 @@ use super::{
 };
 use crate::syscall::{self, Arch};
 
+/// A hook rule that runs as something less where BPF-LSM is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Degraded {
+    pub rule: String,
+    /// What it does instead, briefly (`SIGKILL to the process at the entry
+    /// of ptrace`).
+    pub instead: String,
+    /// The whole story, for the DEGRADED line.
+    pub note: String,
+}
+
 /// The policy without hook rules: each one with a fallback replaced by its
 /// syscall form, each one without refused. Returns what degraded, in words.
 pub fn without_lsm(
     policy: &Policy,
     why: &str,
     arch: Arch,
-) -> Result<(Policy, Vec<String>), Diagnostics> {
+) -> Result<(Policy, Vec<Degraded>), Diagnostics> {
     let mut out = policy.clone();
     out.rules.clear();
     let mut notes = Vec::new();
@@ -59,7 +70,8 @@ pub fn without_lsm(
                     .iter()
                     .flat_map(|r| r.trigger.syscalls().iter().map(|s| s.name))
                     .collect();
-                notes.push(format!(
+                let instead = format!("{} at the entry of {}", fallback.describe(), on.join(", "));
+                let note = format!(
                     "rule '{}' degraded: BPF-LSM is refused ({why}), so instead of {} at {} it \
                      sends {} at the entry of {} — the operation itself is not refused{}{}",
                     rule.name,
@@ -77,7 +89,12 @@ pub fn without_lsm(
                         )
                     },
                     by_thread(rule, hook, &on),
-                ));
+                );
+                notes.push(Degraded {
+                    rule: rule.name.clone(),
+                    instead,
+                    note,
+                });
                 out.rules.extend(rules);
             }
         }
@@ -264,11 +281,15 @@ mod tests {
         assert!(d.rules.iter().all(|r| r.trigger.hook().is_none()));
         assert_eq!(notes.len(), 1);
         assert!(
-            notes[0].contains("the operation itself is not refused")
-                && notes[0].contains("and pidfd_send_signal cannot show what it matches")
-                && notes[0].contains("a tkill aimed at a thread"),
-            "{}",
             notes[0]
+                .note
+                .contains("the operation itself is not refused")
+                && notes[0]
+                    .note
+                    .contains("and pidfd_send_signal cannot show what it matches")
+                && notes[0].note.contains("a tkill aimed at a thread"),
+            "{}",
+            notes[0].note
         );
     }
 
@@ -289,6 +310,6 @@ mod tests {
             on,
             ["kill", "tkill", "rt_sigqueueinfo", "pidfd_send_signal"]
         );
-        assert!(!notes[0].contains("not seen"), "{}", notes[0]);
+        assert!(!notes[0].note.contains("not seen"), "{}", notes[0].note);
     }
 }

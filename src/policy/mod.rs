@@ -22,7 +22,7 @@ pub mod host;
 use std::path::PathBuf;
 
 pub use crate::abi::{Hook, Point};
-pub use check::{Env, load, load_str};
+pub use check::{Env, load, load_allowing_empty, load_str};
 pub use diag::{Diagnostic, Diagnostics, Location, Severity};
 
 use crate::signal::Signal;

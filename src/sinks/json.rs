@@ -140,6 +140,10 @@ impl<W: Output> Sink for Json<W> {
     fn finish(&mut self, wait: std::time::Duration) -> bool {
         self.out.finish(wait)
     }
+
+    fn reopen(&mut self) -> Option<io::Result<String>> {
+        self.out.reopen()
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! too.
 
 pub mod detached;
+mod file;
 mod json;
 #[cfg(feature = "bench")]
 mod responder;
@@ -11,6 +12,7 @@ mod summary;
 mod text;
 
 pub use detached::Detached;
+pub use file::FileOutput;
 pub use json::Json;
 #[cfg(feature = "bench")]
 pub use responder::Responder;
@@ -37,6 +39,10 @@ pub trait Output: io::Write {
     fn finish(&mut self, _wait: Duration) -> bool {
         true
     }
+    /// Opens its file again; None when it writes no file. The file's name.
+    fn reopen(&mut self) -> Option<io::Result<String>> {
+        None
+    }
 }
 
 impl Output for Vec<u8> {}
@@ -51,6 +57,43 @@ impl Output for Detached {
     }
     fn finish(&mut self, wait: Duration) -> bool {
         Detached::finish(self, wait)
+    }
+}
+
+/// Every event to several sinks (the table on a terminal and JSON lines in
+/// a file, at once), each counted apart.
+pub struct Fanout(pub Vec<(&'static str, Box<dyn Sink>)>);
+
+impl Fanout {
+    /// Undelivered events by sink.
+    pub fn undelivered_by_sink(&self) -> Vec<(&'static str, u64)> {
+        self.0.iter().map(|(n, s)| (*n, s.undelivered())).collect()
+    }
+}
+
+impl Sink for Fanout {
+    fn start(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|(_, s)| s.start())
+    }
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|(_, s)| s.event(event))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|(_, s)| s.flush())
+    }
+    fn undelivered(&self) -> u64 {
+        self.0.iter().map(|(_, s)| s.undelivered()).sum()
+    }
+    fn take_error(&self) -> Option<(String, u64)> {
+        self.0.iter().find_map(|(_, s)| s.take_error())
+    }
+    fn finish(&mut self, wait: Duration) -> bool {
+        self.0
+            .iter_mut()
+            .fold(true, |all, (_, s)| s.finish(wait) && all)
+    }
+    fn reopen(&mut self) -> Option<io::Result<String>> {
+        self.0.iter_mut().find_map(|(_, s)| s.reopen())
     }
 }
 
@@ -69,4 +112,8 @@ pub trait Sink {
     fn take_error(&self) -> Option<(String, u64)>;
     /// Waits up to `wait` for everything to be written.
     fn finish(&mut self, wait: Duration) -> bool;
+    /// Opens its file again (SIGUSR1); None when it writes no file.
+    fn reopen(&mut self) -> Option<io::Result<String>> {
+        None
+    }
 }

@@ -94,6 +94,11 @@ pub struct Lines {
 }
 
 impl Lines {
+    /// The lines of `stream`, read on a thread.
+    pub fn of(stream: impl std::io::Read + Send + 'static) -> Lines {
+        Lines::new(stream)
+    }
+
     fn new(stream: impl std::io::Read + Send + 'static) -> Lines {
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
@@ -112,7 +117,18 @@ impl Lines {
     /// Waits for a line satisfying `pred` and returns it.
     #[track_caller]
     pub fn wait_for(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + TIMEOUT;
+        self.wait_for_within(what, TIMEOUT, pred)
+    }
+
+    /// [`Lines::wait_for`], waiting up to `wait`.
+    #[track_caller]
+    pub fn wait_for_within(
+        &mut self,
+        what: &str,
+        wait: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
@@ -206,7 +222,13 @@ impl Launched {
     /// Lets the command run, waits for it, and returns how it ended and the
     /// lines it printed.
     #[track_caller]
-    pub fn go(mut self) -> (Ended, Vec<String>) {
+    pub fn go(self) -> (Ended, Vec<String>) {
+        self.go_within(TIMEOUT)
+    }
+
+    /// [`Launched::go`] for a command that may run longer (up to `wait`).
+    #[track_caller]
+    pub fn go_within(mut self, wait: Duration) -> (Ended, Vec<String>) {
         let mut stdin = self.stdin.take().expect("go once");
         writeln!(stdin, "go").unwrap();
         // The command's last output may lack its newline (gdb under a VM's
@@ -214,7 +236,7 @@ impl Launched {
         // on the same line.
         let last = self
             .stdout
-            .wait_for("the command's end", |l| l.contains("launcher {"));
+            .wait_for_within("the command's end", wait, |l| l.contains("launcher {"));
         let at = last.find("launcher {").expect("matched above");
         let v: serde_json::Value = serde_json::from_str(&last[at + "launcher ".len()..]).unwrap();
         let num = |k: &str| v.get(k).and_then(|n| n.as_i64()).map(|n| n as i32);
@@ -587,4 +609,51 @@ pub fn example(name: &str) -> String {
 pub fn launch(cmd: &[String]) -> Launched {
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     Launched::new(&cmd)
+}
+
+/// `GET path` from an HTTP server on loopback: (status, body). A test's own
+/// client, so that a real one (Prometheus) is not the only judge.
+pub fn http_get(address: &str, path: &str) -> (u16, String) {
+    try_http_get(address, path).unwrap_or_else(|e| panic!("GET http://{address}{path}: {e}"))
+}
+
+/// [`http_get`], or why it could not (a server not listening yet).
+pub fn try_http_get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_string()))
+}
+
+/// The address a running reflex serves metrics at, from its banner.
+pub fn metrics_address(reflex: &mut Reflex) -> String {
+    let line = reflex
+        .stderr
+        .seen
+        .iter()
+        .find(|l| l.starts_with("reflex: metrics at http://"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no metrics line in {:?}", reflex.stderr.seen));
+    line["reflex: metrics at http://".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// A sample of a metric in Prometheus text, by its name and labels as
+/// written (`reflex_rules`, `reflex_decisions_total{rule="a",action="audited"}`).
+pub fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }

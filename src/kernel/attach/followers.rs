@@ -64,7 +64,7 @@ impl Attachment for Followers {
         }
     }
 
-    fn missed(&self) -> u64 {
-        self.extra.as_ref().map_or(0, Extra::missed)
+    fn missed(&self) -> Vec<(String, u64)> {
+        self.extra.as_ref().map(Extra::missed).unwrap_or_default()
     }
 }

@@ -90,7 +90,10 @@ impl Attachment for Lsm {
             .collect()
     }
 
-    fn missed(&self) -> u64 {
-        self.hooks.values().map(|(extra, _)| extra.missed()).sum()
+    fn missed(&self) -> Vec<(String, u64)> {
+        self.hooks
+            .values()
+            .flat_map(|(extra, _)| extra.missed())
+            .collect()
     }
 }

@@ -41,8 +41,8 @@ pub(super) trait Attachment {
     fn describe(&self) -> Vec<String>;
 
     /// Runs of its own programs the kernel skipped (see
-    /// [`super::Kernel::missed`]).
-    fn missed(&self) -> u64;
+    /// [`super::Kernel::missed`]), by program.
+    fn missed(&self) -> Vec<(String, u64)>;
 }
 
 /// Every kind, in the order the banner names them.

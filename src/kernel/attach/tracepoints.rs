@@ -112,9 +112,9 @@ impl Attachment for Tracepoints {
             .collect()
     }
 
-    fn missed(&self) -> u64 {
+    fn missed(&self) -> Vec<(String, u64)> {
         // The entry stubs and the evaluator are the main object's, counted
         // with it.
-        self.exit.as_ref().map_or(0, Extra::missed)
+        self.exit.as_ref().map(Extra::missed).unwrap_or_default()
     }
 }

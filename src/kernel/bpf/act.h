@@ -175,6 +175,16 @@ static __always_inline long signal_other(const struct reflex_rule *rule, __u32 t
 	return ret;
 }
 
+/* One more `action` by rule `id` of set `set`. */
+static __always_inline void count_decision(__u32 set, __u32 id, enum reflex_action action)
+{
+	__u32 idx = (set & 1) * REFLEX_MAX_RULES + (id % REFLEX_MAX_RULES);
+	struct reflex_rule_stats *rs = bpf_map_lookup_elem(&rule_stats, &idx);
+
+	if (rs && action < REFLEX_ACTION_MAX)
+		rs->count[action]++;
+}
+
 #define SIGSTOP 19
 #define SIGTSTP 20
 #define SIGTTIN 21
@@ -291,6 +301,8 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 			action = ret ? REFLEX_ACTION_FAILED : REFLEX_ACTION_SIGNALLED;
 		}
 	}
+
+	count_decision(set, rule->id, action);
 
 	struct reflex_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {

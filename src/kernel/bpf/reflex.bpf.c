@@ -27,6 +27,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Force the boundary types into BTF so the skeleton exports them. */
 struct reflex_event _reflex_event = {};
 struct reflex_stats _reflex_stats = {};
+struct reflex_rule_stats _reflex_rule_stats = {};
 enum reflex_action _reflex_action = 0;
 enum reflex_skip _reflex_skip = 0;
 enum reflex_target _reflex_target = 0;

@@ -79,6 +79,7 @@ enum reflex_action {
 	REFLEX_ACTION_DENIED = 6,	/* the hook refused the operation (`error`) */
 	REFLEX_ACTION_WOULD_DENY = 7,	/* monitor mode */
 	REFLEX_ACTION_DISARMED = 8,	/* the rule's circuit breaker is open: audited instead */
+	REFLEX_ACTION_MAX = 9,
 };
 
 /* Why a matched call was not acted upon. */
@@ -375,6 +376,12 @@ enum reflex_stat {
 
 struct reflex_stats {
 	__u64 count[REFLEX_STAT_MAX];
+};
+
+/* Decisions of one rule of one rule set, by action (per CPU): what metrics
+ * count, whether or not an event could be reported. */
+struct reflex_rule_stats {
+	__u64 count[REFLEX_ACTION_MAX];
 };
 
 #endif /* __REFLEX_H */

@@ -153,6 +153,14 @@ struct {
 	__type(value, __u8);
 } protected_cgroups SEC(".maps");
 
+/* Decisions per rule and action; index: set * REFLEX_MAX_RULES + rule. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, REFLEX_SETS *REFLEX_MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct reflex_rule_stats);
+} rule_stats SEC(".maps");
+
 /* Circuit breakers: per install's rule, and what each has acted on. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -61,6 +61,16 @@ pub struct Loaded {
 /// Reads policy files and directories (their `*.yaml` and `*.yml` files, by
 /// name), in order: earlier rules take precedence.
 pub fn load(paths: &[PathBuf], env: &Env) -> Result<Loaded, Diagnostics> {
+    load_with(paths, env, false)
+}
+
+/// [`load`] for a service: a directory with no policy files yet is a
+/// warning (nothing is enforced until one is put there), not an error.
+pub fn load_allowing_empty(paths: &[PathBuf], env: &Env) -> Result<Loaded, Diagnostics> {
+    load_with(paths, env, true)
+}
+
+fn load_with(paths: &[PathBuf], env: &Env, empty_ok: bool) -> Result<Loaded, Diagnostics> {
     let mut diags = Vec::new();
     let mut files = Vec::new();
     for path in paths {
@@ -79,7 +89,13 @@ pub fn load(paths: &[PathBuf], env: &Env) -> Result<Loaded, Diagnostics> {
                     continue;
                 }
             };
-            if found.is_empty() {
+            if found.is_empty() && empty_ok {
+                diags.push(Diagnostic::warning(
+                    at,
+                    "the directory holds no policy files (*.yaml or *.yml) yet: nothing is \
+                     enforced until one is put there (reflex watches it)",
+                ));
+            } else if found.is_empty() {
                 diags.push(Diagnostic::error(
                     at,
                     "the directory holds no policy files (*.yaml or *.yml)",
