@@ -179,12 +179,14 @@ fn a_stdout_nobody_reads_holds_nothing() {
     );
     let target = Launched::new(&["sh", "-c", &script]);
     let scope = target.pid.to_string(); // sh: the callers are its children
-    let mut child = Command::new(REFLEX)
-        .args(["run", policy.arg(), "--ppid", &scope])
-        .stdout(Stdio::piped()) // never read
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::Reaped(
+        Command::new(REFLEX)
+            .args(["run", policy.arg(), "--ppid", &scope])
+            .stdout(Stdio::piped()) // never read
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut stderr = common::Lines::of(child.stderr.take().unwrap());
     stderr.wait_for("the banner", |l| l.starts_with("reflex: attached"));
     let started = Instant::now();
@@ -417,17 +419,19 @@ fn a_full_disk_is_said_once_and_counted() {
     let policy = PolicyFile::new("rules:\n  - {name: a, syscall: getppid, action: audit}\n");
     let target = launch(&caller_cmd(&["paced", "20000", "2", &sysno("getppid")]));
     let ppid = target.ppid.to_string();
-    let mut child = Command::new(REFLEX)
-        .args(["run", policy.arg(), "--ppid", &ppid, "--json"])
-        .stdout(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open("/dev/full")
-                .unwrap(),
-        )
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::Reaped(
+        Command::new(REFLEX)
+            .args(["run", policy.arg(), "--ppid", &ppid, "--json"])
+            .stdout(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/full")
+                    .unwrap(),
+            )
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut stderr = common::Lines::of(child.stderr.take().unwrap());
     stderr.wait_for("the banner", |l| l.starts_with("reflex: attached"));
     let (ended, _) = target.go();

@@ -40,12 +40,14 @@ fn a_reader_that_goes_away_stops_nothing() {
     }
     let first = strace();
     let ppid = first.ppid.to_string();
-    let mut child = Command::new(REFLEX)
-        .args(["run", "--ppid", &ppid, "--metrics", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::Reaped(
+        Command::new(REFLEX)
+            .args(["run", "--ppid", &ppid, "--metrics", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut stderr = common::Lines::of(child.stderr.take().unwrap());
     stderr.wait_for("the banner", |l| l.starts_with("reflex: attached"));
     // `head -1`: one line (the table's header), then the reader is gone.
@@ -273,14 +275,16 @@ fn readiness_is_told_to_systemd() {
     let policy = PolicyFile::new("rules:\n  - {name: no-ptrace, syscall: ptrace, action: kill}\n");
     let victim = strace();
     let ppid = victim.ppid.to_string();
-    let mut child = Command::new(REFLEX)
-        .args(["run", policy.arg(), "--ppid", &ppid, "--json"])
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", "400000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::Reaped(
+        Command::new(REFLEX)
+            .args(["run", policy.arg(), "--ppid", &ppid, "--json"])
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "400000")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let _stdout = common::Lines::of(child.stdout.take().unwrap());
     let _stderr = common::Lines::of(child.stderr.take().unwrap());
     let mut seen = Vec::new();
@@ -387,14 +391,16 @@ fn logs_fit_where_they_go() {
     }
     // A pid no process has: reflex warns (and runs).
     let spawn = |extra: &[&str], env: &[(&str, &str)], stderr: Stdio| {
-        Command::new(REFLEX)
-            .args(["run", "--ppid", "4194303"])
-            .args(extra)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap()
+        common::Reaped(
+            Command::new(REFLEX)
+                .args(["run", "--ppid", "4194303"])
+                .args(extra)
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .unwrap(),
+        )
     };
     let term = |child: &Child| {
         nix::sys::signal::kill(
