@@ -511,6 +511,10 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     // undelivered.
     let _ = sink.borrow_mut().flush();
     let _ = sink.borrow_mut().finish(Duration::from_secs(1));
+    // A write that failed since the last look is said now, not never.
+    if let Some((error, _)) = sink.borrow().take_error() {
+        say!("reflex: events: {error}: what could not be written is counted as undelivered");
+    }
     let summary = Summary {
         kernel: kernel.stats().context("reading the kernel's counters")?,
         received: received.get(),

@@ -14,8 +14,6 @@ pub mod degrade;
 pub mod diag;
 pub mod file;
 pub mod files;
-#[cfg(test)]
-mod fuzz;
 pub mod hooks;
 pub mod host;
 

@@ -572,7 +572,10 @@ pub fn caller_cmd(args: &[&str]) -> Vec<String> {
 /// only. The answer is appended to $REFLEX_TEST_NOTES when that is set (the
 /// kernel matrix sets it, and its table says which path each test took).
 pub fn kernel_offers(row: &str) -> bool {
-    let out = reflex_once(&["check"], false);
+    // One `reflex check` per test binary: the kernel does not change under
+    // it, and under emulation each run takes seconds.
+    static CHECK: std::sync::OnceLock<Output> = std::sync::OnceLock::new();
+    let out = CHECK.get_or_init(|| reflex_once(&["check"], false));
     let status = out
         .stdout
         .iter()

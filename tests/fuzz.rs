@@ -6,23 +6,23 @@
 
 use proptest::prelude::*;
 
-use super::check::{Env, MAX_FILE_BYTES, load_str};
-use super::degrade::without_lsm;
-use crate::rules::{Options, compile};
+use reflex::policy::check::{Env, MAX_FILE_BYTES, load_str};
+use reflex::policy::degrade::without_lsm;
+use reflex::rules::{Options, compile};
 
 const EXAMPLES: [&str; 12] = [
-    include_str!("../../policies/seed.yaml"),
-    include_str!("../../policies/examples/no-debuggers.yaml"),
-    include_str!("../../policies/examples/deny-debuggers.yaml"),
-    include_str!("../../policies/examples/guard-services.yaml"),
-    include_str!("../../policies/examples/no-new-modules.yaml"),
-    include_str!("../../policies/examples/no-bpf-loading.yaml"),
-    include_str!("../../policies/examples/slow-syscall-dump.yaml"),
-    include_str!("../../policies/examples/sample-profile.yaml"),
-    include_str!("../../policies/examples/stop-fork-bombs.yaml"),
-    include_str!("../../policies/examples/cool-down.yaml"),
-    include_str!("../../policies/examples/tell-the-parent.yaml"),
-    include_str!("../../policies/examples/audit-cgroup-execs.yaml"),
+    include_str!("../policies/seed.yaml"),
+    include_str!("../policies/examples/no-debuggers.yaml"),
+    include_str!("../policies/examples/deny-debuggers.yaml"),
+    include_str!("../policies/examples/guard-services.yaml"),
+    include_str!("../policies/examples/no-new-modules.yaml"),
+    include_str!("../policies/examples/no-bpf-loading.yaml"),
+    include_str!("../policies/examples/slow-syscall-dump.yaml"),
+    include_str!("../policies/examples/sample-profile.yaml"),
+    include_str!("../policies/examples/stop-fork-bombs.yaml"),
+    include_str!("../policies/examples/cool-down.yaml"),
+    include_str!("../policies/examples/tell-the-parent.yaml"),
+    include_str!("../policies/examples/audit-cgroup-execs.yaml"),
 ];
 
 /// Pieces a mutation inserts: YAML syntax, placeholders, values at and past
