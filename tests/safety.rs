@@ -317,7 +317,7 @@ fn every_terminating_signal_leaves_nothing_stopped() {
     let policy =
         PolicyFile::new("rules:\n  - {name: hold, syscall: getppid, action: {pause: 60s}}\n");
     let rtmin5 = libc::SIGRTMIN() + 5;
-    for sig in [
+    let mut signals = vec![
         libc::SIGQUIT,
         libc::SIGALRM,
         libc::SIGUSR2,
@@ -325,7 +325,14 @@ fn every_terminating_signal_leaves_nothing_stopped() {
         rtmin5,
         libc::SIGUSR1,
         libc::SIGKILL,
-    ] {
+    ];
+    if std::env::var_os("REFLEX_MATRIX_VM").is_some() {
+        // Which signals stop reflex is user space's; what the kernel does
+        // is resume: one handled signal, the one that does not stop, and
+        // SIGKILL (the guardian) show it on each kernel, at seconds a start.
+        signals.retain(|&s| [libc::SIGQUIT, libc::SIGUSR1, libc::SIGKILL].contains(&s));
+    }
+    for sig in signals {
         let cmd = caller_cmd(&["call", &sysno("getppid")]);
         let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
         let target = Launched::through_stops(&cmd);

@@ -309,23 +309,31 @@ def bpfmap_mode():
     ])
 
 
+MODES = {
+    "slowread": slowread_mode,
+    "openfile": openfile_mode,
+    "spin": spin_mode,
+    "named": named_mode,
+    "parentcatch": parentcatch_mode,
+    "readmem": readmem_mode,
+    "init_module": init_module_mode,
+    "bpfload": bpfload_mode,
+    "bpfmap": bpfmap_mode,
+    "handler": handler_mode,
+    "threads": threads_mode,
+    "call": call_mode,
+    "pidfdkill": pidfdkill_mode,
+    "repeat": repeat_mode,
+    "paced": paced_mode,
+    "phases": phases_mode,
+}
+
+
+def main(argv):
+    """Runs MODE ARGS... as if `caller.py` had been run with `argv`."""
+    sys.argv = argv
+    MODES[argv[1]]()
+
+
 if __name__ == "__main__":
-    modes = {
-        "slowread": slowread_mode,
-        "openfile": openfile_mode,
-        "spin": spin_mode,
-        "named": named_mode,
-        "parentcatch": parentcatch_mode,
-        "readmem": readmem_mode,
-        "init_module": init_module_mode,
-        "bpfload": bpfload_mode,
-        "bpfmap": bpfmap_mode,
-        "handler": handler_mode,
-        "threads": threads_mode,
-        "call": call_mode,
-        "pidfdkill": pidfdkill_mode,
-        "repeat": repeat_mode,
-        "paced": paced_mode,
-        "phases": phases_mode,
-    }
-    modes[sys.argv[1]]()
+    main(sys.argv)
