@@ -100,6 +100,9 @@ pub enum Command {
         #[arg(value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
+    /// Print the JSON Schema of the events `run --json` writes (one object
+    /// per line); the same as docs/event.schema.json.
+    Schema,
     /// reflex's guardian (started by `run`, not by people): resumes what
     /// reflex stopped if reflex dies without stopping cleanly.
     #[command(hide = true)]
@@ -115,6 +118,12 @@ pub struct RunArgs {
     /// Only processes whose parent (real_parent->tgid) is PID, for every rule.
     #[arg(long, value_name = "PID", allow_negative_numbers = true, value_parser = parse_pid)]
     pub ppid: Option<u32>,
+    /// Only processes descending from PID (children, grandchildren, … up to 16
+    /// generations; not PID itself), for every rule: a shell and everything it
+    /// starts, through sudo, timeout or strace.
+    #[arg(long, value_name = "PID", allow_negative_numbers = true, value_parser = parse_pid,
+          conflicts_with = "ppid")]
+    pub tree: Option<u32>,
     /// Signal for the built-in policy: a name (SIGKILL, KILL, SIGSTOP, SIGUSR1,
     /// SIGRTMIN+1) or a number. Default SIGKILL.
     #[arg(long, short, value_name = "SIGNAL")]
@@ -144,7 +153,7 @@ pub struct RunArgs {
     pub protect: Vec<u32>,
     /// Size of the event ring buffer in KiB: a power of two, 4 to 1048576.
     /// Raise it if the summary shows dropped events.
-    #[arg(long, value_name = "KIB", default_value = "256", value_parser = parse_ring_kib)]
+    #[arg(long, value_name = "KIB", default_value = "1024", value_parser = parse_ring_kib)]
     pub ring_buffer: u32,
     /// How syscalls are hooked: auto (chosen from measured costs), tracepoint
     /// (one per syscall) or raw (one tp_btf/sys_enter program).
@@ -204,6 +213,7 @@ impl RunArgs {
         Settings {
             ring_buffer_bytes: self.ring_buffer * 1024,
             scope_ppid: self.ppid.unwrap_or(0),
+            scope_tree: self.tree.unwrap_or(0),
             // The old path's best case: the daemon reads each event at once.
             wake_every_event: self.userspace_kill(),
             ..Settings::default()
@@ -228,6 +238,11 @@ impl RunArgs {
         if self.ppid == Some(0) {
             return Some(
                 "--ppid 0 would match nothing real: omit --ppid to match every parent".into(),
+            );
+        }
+        if self.tree == Some(0) {
+            return Some(
+                "--tree 0 would match nothing real: omit --tree to match every process".into(),
             );
         }
         if self.protect.contains(&0) {
@@ -400,6 +415,11 @@ mod tests {
         let err = parse(&["run", "--ppid", "abc"]).unwrap_err().to_string();
         assert!(err.contains("invalid digit"), "{err}");
         assert!(parse(&["check", "--ppid", "3"]).is_err());
+        let err = parse(&["run", "--ppid", "3", "--tree", "4"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot be used with"), "{err}");
+        assert_eq!(run_args(&["run", "--tree", "9"]).settings().scope_tree, 9);
         assert!(parse(&[]).is_err());
         assert!(parse(&["validate"]).is_err(), "validate needs a file");
         for bad in ["3", "100", "0", "2097152", "x"] {

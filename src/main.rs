@@ -78,6 +78,7 @@ fn main() -> ExitCode {
         Command::Guardian => return cmd::guardian::guardian(),
         Command::Man { page } => return cmd::docs::man(page.as_deref()),
         Command::Completions { shell } => return cmd::docs::completions(*shell),
+        Command::Schema => return cmd::docs::schema(),
     };
     let code = match result {
         Ok(()) => cmd::run::EXIT_STOPPED,

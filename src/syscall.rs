@@ -130,3 +130,43 @@ mod tests {
         assert_eq!(err, "unknown syscall 'zzzzzzzzzz' on x86_64");
     }
 }
+
+/// Which of a syscall's arguments point at what its events name: a path
+/// (read from the caller's memory at the syscall's entry), an exec's argv
+/// array, the pid acted on. Argument indexes; `None`: no such argument.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pointers {
+    pub path: Option<u8>,
+    pub argv: Option<u8>,
+    pub target: Option<u8>,
+}
+
+/// The [`Pointers`] of syscall `name` (the same on every architecture).
+pub fn pointers(name: &str) -> Pointers {
+    let path = match name {
+        "open" | "creat" | "execve" | "truncate" | "unlink" | "rmdir" | "mkdir" | "rename"
+        | "link" | "chmod" | "chown" | "lchown" | "mknod" | "access" | "stat" | "lstat"
+        | "readlink" | "chdir" | "chroot" | "umount2" | "pivot_root" | "swapon" | "swapoff"
+        | "acct" | "uselib" | "utime" | "utimes" | "setxattr" | "lsetxattr" | "getxattr"
+        | "lgetxattr" | "removexattr" | "lremovexattr" | "statfs" => Some(0),
+        "openat" | "openat2" | "execveat" | "unlinkat" | "mkdirat" | "renameat" | "renameat2"
+        | "linkat" | "fchmodat" | "fchmodat2" | "fchownat" | "mknodat" | "faccessat"
+        | "faccessat2" | "newfstatat" | "statx" | "readlinkat" | "utimensat" | "futimesat"
+        | "symlink" | "mount" | "open_tree" | "name_to_handle_at" => Some(1),
+        "symlinkat" => Some(2),
+        _ => None,
+    };
+    let argv = match name {
+        "execve" => Some(1),
+        "execveat" => Some(2),
+        _ => None,
+    };
+    let target = match name {
+        "ptrace" | "tgkill" | "rt_tgsigqueueinfo" => Some(1),
+        "kill" | "tkill" | "rt_sigqueueinfo" | "process_vm_readv" | "process_vm_writev"
+        | "pidfd_open" | "prlimit64" | "kcmp" | "sched_setaffinity" | "sched_setscheduler"
+        | "sched_setattr" => Some(0),
+        _ => None,
+    };
+    Pointers { path, argv, target }
+}

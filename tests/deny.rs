@@ -253,6 +253,29 @@ fn deny_kills_of_guarded_services() {
             "{syscall}: {events:?}"
         );
         assert_eq!(events[0]["signal"], "SIGSTOP");
+        // The event names the process aimed at: its pid always; its name and
+        // executable from the hook's task, or where the syscall's program
+        // can look the task up (`reflex check`: target identity).
+        let aimed = &events[0]["target_process"];
+        assert_eq!(
+            aimed["pid"].as_u64(),
+            Some(service.pid() as u64),
+            "{events:?}"
+        );
+        if lsm_available() || common::kernel_offers("target identity") {
+            assert_eq!(aimed["exe"], exe.as_str(), "{syscall}: {events:?}");
+            assert_eq!(
+                aimed["comm"],
+                std::path::Path::new(&exe)
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap(),
+                "{syscall}: {events:?}"
+            );
+        } else {
+            assert!(aimed.get("exe").is_none(), "{events:?}");
+        }
         std::thread::sleep(std::time::Duration::from_millis(200));
         let alive = service.alive();
         if lsm_available() {

@@ -551,10 +551,7 @@ fn an_output_file_moves_with_logrotate() {
     assert_eq!(out.code, Some(0));
     for path in [&rotated, &file] {
         let text = std::fs::read_to_string(path).unwrap();
-        let events: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let events: Vec<serde_json::Value> = text.lines().map(common::event).collect();
         assert_eq!(events.len(), 1, "{}: {text}", path.display());
         assert_eq!(events[0]["rule"], "audit-getppid");
         assert_eq!(events[0]["action"], "audited");

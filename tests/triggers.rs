@@ -16,6 +16,7 @@ const SIGUSR1: i64 = 10;
 const SIGKILL: i32 = 9;
 const EACCES: i64 = 13;
 
+/// A line the caller printed.
 fn json(line: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
 }
@@ -107,6 +108,24 @@ fn a_refused_open_is_audited_with_its_return_value() {
                 .unwrap_or_else(|| panic!("{events:?}"));
             assert_eq!(e["action"], "audited");
             assert_eq!(e["syscall"], "openat");
+            assert_eq!(e["at"], "exit");
+            // The path, read at the entry; the arguments, as at an entry; what
+            // it returned and how long it took, beside them.
+            assert_eq!(e["file"], secret, "{e}");
+            let args: Vec<u64> = e["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_u64().unwrap())
+                .collect();
+            assert_eq!(args.len(), 6, "{e}");
+            assert_ne!(args[1], 0, "the path's address: {e}");
+            assert_eq!(args[2] & 3, 0, "O_RDONLY: {e}");
+            assert!(e["duration_ns"].as_u64().unwrap() > 0, "{e}");
+            assert_eq!(e["uid"], 1000);
+            let argv = e["argv"].as_array().unwrap();
+            assert!(argv.iter().any(|a| a == "openfile"), "{e}");
+            assert_eq!(argv.last().unwrap(), secret, "{e}");
         } else {
             assert_eq!(r["errno"], 0);
             assert!(events.iter().all(|e| e["ret"] != -EACCES), "{events:?}");

@@ -22,7 +22,7 @@ pub fn run(secs: f64, dir: &Path) -> String {
         "| ring buffer | output | generated | delivered | dropped | delivered + dropped = generated | delivered/s | reflex CPU |\n\
          | ---: | --- | ---: | ---: | ---: | :---: | ---: | ---: |\n",
     );
-    for (kib, json) in [("256", true), ("4096", true), ("256", false)] {
+    for (kib, json) in [("1024", true), ("4096", true), ("1024", false)] {
         let mut args = vec![
             policy.to_str().unwrap(),
             "--ppid",

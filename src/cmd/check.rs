@@ -206,6 +206,42 @@ pub fn rows(features: &Arc<Features>) -> Vec<Row> {
         "rules may signal another task with a value (`to:`)",
         "rules with `to:` are refused",
     ));
+    let identity = features.identity();
+    rows.push(if identity.exec_argv {
+        row(
+            "exec argv",
+            Status::Ok,
+            "exec hook events name the new command line (bpf_task_pt_regs)",
+        )
+    } else {
+        row(
+            "exec argv",
+            Status::Degraded,
+            "exec hook events name the file run but not its argv (bpf_task_pt_regs: Linux 5.15+); \
+             execve rules still do",
+        )
+    });
+    rows.push(if features.signal_task().yes() {
+        row(
+            "target identity",
+            Status::Ok,
+            "kill and ptrace syscall events name the target's comm and executable",
+        )
+    } else {
+        row(
+            "target identity",
+            Status::Degraded,
+            "kill and ptrace syscall events name the target's pid only (bpf_task_from_pid in \
+             tracepoint programs: Linux 6.13+); hook events name it fully",
+        )
+    });
+    if !identity.login_uid {
+        rows.push(row(
+            "login uid",
+            Status::Degraded,
+            "this kernel keeps no login uid (CONFIG_AUDIT): events carry no `auid`",
+        ));
+    }
     rows.push(if privileged {
         load_reflex(features)
     } else {

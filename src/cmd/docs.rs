@@ -1,6 +1,7 @@
 //! reflex's documentation from its own command-line definitions: manual
 //! pages (clap_mangen) and shell completions (clap_complete), so that they
-//! never disagree with `--help`.
+//! never disagree with `--help`; and the events' JSON Schema, from the types
+//! the JSON sink writes.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -45,5 +46,11 @@ pub fn man(page: Option<&str>) -> ExitCode {
 /// `reflex completions SHELL`: the completion script on stdout.
 pub fn completions(shell: clap_complete::Shell) -> ExitCode {
     clap_complete::generate(shell, &mut command(), "reflex", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+/// The JSON Schema of the JSON lines.
+pub fn schema() -> ExitCode {
+    print!("{}", reflex::sinks::json::schema());
     ExitCode::SUCCESS
 }

@@ -219,9 +219,10 @@ fn describe(loaded: &Loaded, plan: &Plan, settings: &Settings, dry_run: bool) ->
         "reflex: hooks: {} ({})",
         plan.strategy, plan.reason
     ));
-    let whom = match settings.scope_ppid {
-        0 => "every process on this machine".to_string(),
-        ppid => format!("children of pid {ppid} only"),
+    let whom = match (settings.scope_ppid, settings.scope_tree) {
+        (0, 0) => "every process on this machine".to_string(),
+        (0, tree) => format!("descendants of pid {tree} only (up to 16 generations)"),
+        (ppid, _) => format!("children of pid {ppid} only"),
     };
     lines.push(format!("reflex: scope: {whom}"));
     lines

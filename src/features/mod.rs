@@ -240,6 +240,18 @@ pub struct Features {
     fentry: OnceLock<Answer>,
     ancestor_helper: OnceLock<bool>,
     bpf_hook_kernel_flag: OnceLock<bool>,
+    identity: OnceLock<IdentityFields>,
+}
+
+/// What the kernel lets an event say about a process, past what every
+/// supported kernel has (from its BTF).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IdentityFields {
+    /// bpf_task_pt_regs (5.15+): an exec hook reads the new argv from the
+    /// syscall's registers.
+    pub exec_argv: bool,
+    /// task_struct.loginuid (CONFIG_AUDIT): `auid`.
+    pub login_uid: bool,
 }
 
 impl Features {
@@ -290,6 +302,11 @@ impl Features {
     /// Tracepoint programs may call bpf_get_current_ancestor_cgroup_id.
     pub fn ancestor_helper(&self) -> bool {
         *self.ancestor_helper.get_or_init(ancestor_helper)
+    }
+
+    /// What events can say about a process on this kernel.
+    pub fn identity(&self) -> IdentityFields {
+        *self.identity.get_or_init(identity_fields)
     }
 
     /// The `bpf` LSM hook has 6.15's `kernel` flag.
@@ -389,6 +406,26 @@ fn bpf_hook_has_kernel_flag() -> bool {
             .and_then(|f| FuncProto::try_from(f.referenced_type()).ok())
             .is_some_and(|proto| proto.len() >= 4)
     })
+}
+
+fn identity_fields() -> IdentityFields {
+    use libbpf_rs::btf::types::{Enum, Struct};
+    let Ok(btf) = libbpf_rs::btf::Btf::from_vmlinux() else {
+        return IdentityFields::default();
+    };
+    let exec_argv = btf
+        .type_by_name::<Enum<'_>>("bpf_func_id")
+        .is_some_and(|e| {
+            e.iter()
+                .any(|v| v.name.is_some_and(|n| n == "BPF_FUNC_task_pt_regs"))
+        });
+    let login_uid = btf
+        .type_by_name::<Struct<'_>>("task_struct")
+        .is_some_and(|t| t.iter().any(|m| m.name.is_some_and(|n| n == "loginuid")));
+    IdentityFields {
+        exec_argv,
+        login_uid,
+    }
 }
 
 /// Whether rules may signal other tasks: bpf_task_from_pid and

@@ -51,8 +51,12 @@ impl<'obj> Matcher<'obj> {
     /// The index of the rule that answers `call`, as the kernel finds it.
     pub fn answer(&self, call: &Call) -> Result<Option<u32>, LoadError> {
         let half = |c: &[u8]| u64::from_ne_bytes(c.try_into().expect("8 bytes"));
+        let mut values = [0u64; 8];
+        values[..6].copy_from_slice(&call.args);
+        values[6] = call.ret;
+        values[7] = call.duration_ns;
         let mut c = types::reflex_test_call {
-            args: call.args,
+            args: values,
             exe: [call.exe.1, u64::from(call.exe.0)],
             parent_exe: [call.parent_exe.1, u64::from(call.parent_exe.0)],
             comm: [half(&call.comm[..8]), half(&call.comm[8..])],
@@ -67,6 +71,12 @@ impl<'obj> Matcher<'obj> {
         };
         for (dst, id) in c.cgroups.iter_mut().zip(&call.cgroups) {
             *dst = *id;
+        }
+        for (dst, pid) in c.ancestors.iter_mut().zip(&call.ancestors) {
+            *dst = *pid;
+        }
+        for (dst, (dev, ino)) in c.ancestor_exes.iter_mut().zip(&call.ancestor_exes) {
+            *dst = [*ino, u64::from(*dev)];
         }
         let maps = &self.objects.main.maps;
         maps.test_calls

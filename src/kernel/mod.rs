@@ -69,6 +69,8 @@ pub struct Settings {
     pub ring_buffer_bytes: u32,
     /// Only calls from children of this process are considered (0: all).
     pub scope_ppid: u32,
+    /// Only calls from this process and its descendants are considered (0: all).
+    pub scope_tree: u32,
     /// Wake the event reader at every event, not in batches.
     pub wake_every_event: bool,
     /// The raw hook is loaded able to signal other tasks (the kernel has
@@ -81,8 +83,9 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            ring_buffer_bytes: 256 * 1024,
+            ring_buffer_bytes: 1024 * 1024,
             scope_ppid: 0,
+            scope_tree: 0,
             wake_every_event: false,
             kfuncs: false,
             helper_tgid: 0,

@@ -116,6 +116,10 @@ fn open_object<'a>(
     rodata.helper_tgid = settings.helper_tgid;
     rodata.ancestor_helper = features.ancestor_helper();
     rodata.scope_ppid = settings.scope_ppid;
+    rodata.scope_tree = settings.scope_tree;
+    // Kill and ptrace events name their target's comm and executable where
+    // the tracepoint evaluator can look the task up.
+    rodata.tp_kfuncs = features.signal_task().yes();
     rodata.wake_at = if settings.wake_every_event {
         0
     } else {

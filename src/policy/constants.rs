@@ -175,6 +175,11 @@ const ERRNOS: &[(&str, u64)] = table![
 ];
 
 /// The number of an errno name, e.g. `EPERM`.
+/// The name of bpf() command `cmd` (`BPF_PROG_LOAD`), if it has one.
+pub fn bpf_cmd_name(cmd: u64) -> Option<&'static str> {
+    BPF_CMD.iter().find(|(_, v)| *v == cmd).map(|(n, _)| *n)
+}
+
 pub fn errno(name: &str) -> Option<i32> {
     ERRNOS
         .iter()

@@ -161,6 +161,69 @@ pub struct RawMatch {
     pub executable: Option<Spanned<Values>>,
     pub parent_executable: Option<Spanned<Values>>,
     pub cgroup: Option<Spanned<Values>>,
+    pub ancestor: Option<Spanned<RawAncestor>>,
+}
+
+/// `ancestor:` as written: pids (`1234`, `[1, 2]`, `{not: ...}`), or
+/// `{executable: PATHS}` (the same forms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawAncestor {
+    Pids(Values),
+    Executables(Values),
+}
+
+impl<'de> Deserialize<'de> for RawAncestor {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawAncestor, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAncestor;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a pid, a list of pids, {not: ...} or {executable: PATHS}")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawAncestor, E> {
+                ValuesVisitor { negated: false }
+                    .visit_i64(v)
+                    .map(RawAncestor::Pids)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawAncestor, E> {
+                ValuesVisitor { negated: false }
+                    .visit_u64(v)
+                    .map(RawAncestor::Pids)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAncestor, E> {
+                ValuesVisitor { negated: false }
+                    .visit_str(v)
+                    .map(RawAncestor::Pids)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawAncestor, A::Error> {
+                ValuesVisitor { negated: false }
+                    .visit_seq(seq)
+                    .map(RawAncestor::Pids)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawAncestor, A::Error> {
+                let key: String = map.next_key()?.ok_or_else(|| {
+                    de::Error::custom("empty map: expected {not: ...} or {executable: PATHS}")
+                })?;
+                let out = match key.as_str() {
+                    "not" => RawAncestor::Pids(map.next_value_seed(ValuesSeed { negated: true })?),
+                    "executable" => RawAncestor::Executables(map.next_value()?),
+                    other => {
+                        return Err(de::Error::custom(format!(
+                            "unknown key `{other}`: `ancestor` is a pid, a list of pids, \
+                             {{not: ...}} or {{executable: PATHS}}"
+                        )));
+                    }
+                };
+                if map.next_key::<String>()?.is_some() {
+                    return Err(de::Error::custom(
+                        "`ancestor` takes one key: {not: ...} or {executable: PATHS}",
+                    ));
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A number or a name.

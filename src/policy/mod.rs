@@ -156,7 +156,14 @@ pub struct Selectors {
     pub executable: Option<Set<FileId>>,
     pub parent_executable: Option<Set<FileId>>,
     pub cgroup: Option<Set<Cgroup>>,
+    /// Some ancestor (up to [`ANCESTOR_DEPTH`] generations up) is one of
+    /// these processes, or runs one of these executables.
+    pub ancestor: Option<Set<u32>>,
+    pub ancestor_executable: Option<Set<FileId>>,
 }
+
+/// Generations an `ancestor:` selector (and `run --tree`) looks up through.
+pub const ANCESTOR_DEPTH: usize = crate::abi::types::reflex_limit::REFLEX_ANCESTOR_DEPTH.0 as usize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bits {
@@ -512,13 +519,19 @@ pub struct Call {
     /// The caller's cgroup and its ancestors: the id at each level from the
     /// root (index 0).
     pub cgroups: Vec<u64>,
-    /// The six argument registers; at an exit, the return value and the
-    /// time the call took (ns).
+    /// The six argument registers.
     pub args: [u64; 6],
+    /// At an exit: what the call returned, and how long it took (ns).
+    pub ret: u64,
+    pub duration_ns: u64,
     /// A hook's file, (kernel dev_t, inode); None where the hook has none.
     pub file: Option<(u32, u64)>,
     /// Pids in the protected set (for `protected` argument matchers).
     pub protected: Vec<u32>,
+    /// The ancestors' pids, the parent first, and their executables
+    /// ((kernel dev_t, inode); the same order).
+    pub ancestors: Vec<u32>,
+    pub ancestor_exes: Vec<(u32, u64)>,
 }
 
 impl Rule {
@@ -538,8 +551,8 @@ impl Rule {
         };
         let exit = match &self.trigger {
             Trigger::Exit { exit, .. } => {
-                exit.returns.as_ref().is_none_or(|r| r.accepts(&c.args[0]))
-                    && exit.slower_than_ns.is_none_or(|ns| c.args[1] >= ns)
+                exit.returns.as_ref().is_none_or(|r| r.accepts(&c.ret))
+                    && exit.slower_than_ns.is_none_or(|ns| c.duration_ns >= ns)
             }
             _ => true,
         };
@@ -553,6 +566,22 @@ impl Rule {
             && s.comm.as_ref().is_none_or(|x| x.accepts(&c.comm))
             && file(&s.executable, c.exe)
             && file(&s.parent_executable, c.parent_exe)
+            && s.ancestor.as_ref().is_none_or(|x| {
+                let any = c
+                    .ancestors
+                    .iter()
+                    .take(ANCESTOR_DEPTH)
+                    .any(|a| x.values.contains(a));
+                any != x.negate
+            })
+            && s.ancestor_executable.as_ref().is_none_or(|x| {
+                let any = c
+                    .ancestor_exes
+                    .iter()
+                    .take(ANCESTOR_DEPTH)
+                    .any(|&(dev, ino)| x.values.iter().any(|f| (f.dev, f.ino) == (dev, ino)));
+                any != x.negate
+            })
             && s.cgroup.as_ref().is_none_or(|x| {
                 let inside = x
                     .values

@@ -35,6 +35,9 @@ pub const POLICY: &str = concat!(
     "  - {name: slow-reads, syscall: read, returns: [0, 1], slower_than: 12ns, match: {pid: {not: 500}}, action: audit}\n",
     "  - {name: opens, hook: open, args: {file: /bin/sh, flags: {any_bits: 1}}, match: {uid: {not: 0}}, action: deny}\n",
     "  - {name: samples, sample: {frequency: 10}, match: {comm: python3}, action: audit}\n",
+    "  - {name: under-sh, syscall: [tkill, openat], match: {ancestor: {executable: /bin/sh}, uid: 1001}, action: audit}\n",
+    "  - {name: under-300, syscall: [tkill, ptrace], match: {ancestor: [300, 301]}, action: audit}\n",
+    "  - {name: not-under-8, syscall: [tkill, read], match: {ancestor: {not: 8}}, action: audit}\n",
 );
 
 /// The host the policy is checked against: names and ids that need not
@@ -126,15 +129,26 @@ impl Calls {
         };
         let mut all_protected = vec![PROTECTED];
         all_protected.extend(protected);
+        // A lineage, the parent first, ending at init; with the executable
+        // each one runs.
+        let ancestors: Vec<u32> = self.pick(&[
+            vec![1],
+            vec![2, 1],
+            vec![300, 1],
+            vec![2, 8, 300, 1],
+            vec![2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 301],
+        ]);
+        let ancestor_exes: Vec<(u32, u64)> =
+            ancestors.iter().map(|_| self.pick(&[SH, (0, 4)])).collect();
         Call {
             point,
             pid: self.pick(&[2, PROTECTED, 500]),
-            ppid: self.pick(&[1, 2, 300]),
+            ppid: ancestors[0],
             uid: self.pick(&[0, 1000, 1001]),
             gid: self.pick(&[0, 5, 6, 7]),
             comm: self.pick(&comms),
             exe: self.pick(&[SH, (0, 3)]),
-            parent_exe: self.pick(&[SH, (0, 4)]),
+            parent_exe: ancestor_exes[0],
             cgroups: self.pick(&[
                 vec![ROOT, SVC, WEB],
                 vec![ROOT, SVC],
@@ -142,8 +156,12 @@ impl Calls {
                 vec![ROOT],
             ]),
             args: std::array::from_fn(|_| self.pick(&small)),
+            ret: self.pick(&small),
+            duration_ns: self.pick(&[0, 11, 12, 13, 1_000_000]),
             file,
             protected: all_protected,
+            ancestors,
+            ancestor_exes,
         }
     }
 }

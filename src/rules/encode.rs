@@ -106,8 +106,17 @@ pub fn encode_table(
         Point::Sample => H::REFLEX_HANDLER_PERF,
         Point::Entry(_) | Point::Exit(_) => syscalls,
     };
+    // What the syscall's arguments point to, for its events.
+    let pointers = match point {
+        Point::Entry(_) | Point::Exit(_) => crate::syscall::pointers(table.name),
+        Point::Hook(_) | Point::Sample => crate::syscall::Pointers::default(),
+    };
+    let none = types::reflex_arg_kind::REFLEX_ARG_NONE.0 as u8;
     let mut s = types::reflex_syscall {
         rules: table.rules_mask(),
+        path_arg: pointers.path.unwrap_or(none),
+        argv_arg: pointers.argv.unwrap_or(none),
+        target_arg: pointers.target.unwrap_or(none),
         checked: table.checked,
         free: table.free,
         negated: table.negated,

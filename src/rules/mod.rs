@@ -26,6 +26,10 @@ use crate::policy::{
     self, Action, ArgCond, Bits, Diagnostic, Diagnostics, Location, Mode, Policy, Set, Trigger,
 };
 
+/// Where a call's duration is among the values a check reads (after the six
+/// arguments and what the call returned).
+const VALUE_DURATION: u8 = crate::abi::types::reflex_limit::REFLEX_VALUE_DURATION.0 as u8;
+
 /// A selector dimension, as the kernel numbers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Dim(pub u8);
@@ -41,6 +45,11 @@ impl Dim {
     pub const PARENT_EXE: Dim = Dim(D::REFLEX_DIM_PARENT_EXE.0 as u8);
     /// A hook's file.
     pub const FILE: Dim = Dim(D::REFLEX_DIM_FILE.0 as u8);
+    /// At a syscall's exit: what it returned.
+    pub const RET: Dim = Dim(D::REFLEX_DIM_RET.0 as u8);
+    /// Some ancestor's pid, or executable.
+    pub const ANCESTOR: Dim = Dim(D::REFLEX_DIM_ANCESTOR.0 as u8);
+    pub const ANCESTOR_EXE: Dim = Dim(D::REFLEX_DIM_ANCESTOR_EXE.0 as u8);
 
     pub fn arg(i: u8) -> Dim {
         Dim(D::REFLEX_DIM_ARG0.0 as u8 + i)
@@ -248,6 +257,8 @@ pub fn compile(policy: &Policy, options: Options) -> Result<RuleSet, Diagnostics
         };
         add(Dim::EXE, &files(&s.executable));
         add(Dim::PARENT_EXE, &files(&s.parent_executable));
+        add(Dim::ANCESTOR, &ids(&s.ancestor));
+        add(Dim::ANCESTOR_EXE, &files(&s.ancestor_executable));
         if let Trigger::Hook { file, .. } = &rule.trigger {
             add(Dim::FILE, &files(file));
         }
@@ -316,7 +327,7 @@ pub fn compile(policy: &Policy, options: Options) -> Result<RuleSet, Diagnostics
         if let Trigger::Exit { syscalls, exit } = &rule.trigger {
             if let Some(values) = &exit.returns {
                 lookups.push((
-                    Dim::arg(0),
+                    Dim::RET,
                     values.negate,
                     values.values.iter().map(|&v| [v, 0]).collect(),
                 ));
@@ -324,7 +335,7 @@ pub fn compile(policy: &Policy, options: Options) -> Result<RuleSet, Diagnostics
             if let Some(ns) = exit.slower_than_ns {
                 checks.push(Check {
                     op: Op::REFLEX_CHECK_RANGE,
-                    arg: 1,
+                    arg: VALUE_DURATION,
                     a: ns,
                     b: u64::MAX,
                 });

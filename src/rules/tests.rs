@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::abi::CGROUP_LEVELS;
-use crate::policy::{Call, Env, Target, load_str};
+use crate::policy::{ANCESTOR_DEPTH, Call, Env, Target, load_str};
 use crate::signal::Signal;
 
 fn policy(yaml: &str) -> Policy {
@@ -168,6 +168,40 @@ fn kernel(set: &RuleSet, c: &Call) -> Option<usize> {
     narrow(Dim::COMM, comm_value(&c.comm));
     narrow(Dim::EXE, [c.exe.1, u64::from(c.exe.0)]);
     narrow(Dim::PARENT_EXE, [c.parent_exe.1, u64::from(c.parent_exe.0)]);
+    narrow(Dim::RET, [c.ret, 0]);
+    // Any ancestor, the parent first, as deep as the kernel looks.
+    for (dim, keys) in [
+        (
+            Dim::ANCESTOR,
+            c.ancestors
+                .iter()
+                .map(|&p| [u64::from(p), 0])
+                .collect::<Vec<_>>(),
+        ),
+        (
+            Dim::ANCESTOR_EXE,
+            c.ancestor_exes
+                .iter()
+                .map(|&(dev, ino)| [ino, u64::from(dev)])
+                .collect(),
+        ),
+    ] {
+        if t.dims & dim.bit() != 0 {
+            let (mut pos, mut neg) = (0, 0);
+            for value in keys.into_iter().take(ANCESTOR_DEPTH) {
+                if let Some(m) = set.matches.get(&MatchKey {
+                    point: c.point,
+                    dim,
+                    value,
+                }) {
+                    pos |= m.pos;
+                    neg |= m.neg;
+                }
+            }
+            let d = usize::from(dim.0);
+            cand &= t.free[d] | pos | (t.negated[d] & !neg);
+        }
+    }
     if t.dims & Dim::CGROUP.bit() != 0 {
         let (mut pos, mut neg) = (0, 0);
         for level in 0..CGROUP_LEVELS {
@@ -192,7 +226,17 @@ fn kernel(set: &RuleSet, c: &Call) -> Option<usize> {
         cand &= cand - 1;
         let id = usize::from(t.slots[slot]);
         let passes = set.rules[id].checks.iter().all(|k| {
-            let v = c.args[usize::from(k.arg)];
+            let values = [
+                c.args[0],
+                c.args[1],
+                c.args[2],
+                c.args[3],
+                c.args[4],
+                c.args[5],
+                c.ret,
+                c.duration_ns,
+            ];
+            let v = values[usize::from(k.arg)];
             // As is_protected_pid: pid 1 always is.
             let prot = v != 0 && u32::try_from(v).is_ok_and(|p| p == 1 || c.protected.contains(&p));
             match k.op {

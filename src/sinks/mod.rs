@@ -4,7 +4,7 @@
 
 pub mod detached;
 mod file;
-mod json;
+pub mod json;
 #[cfg(feature = "bench")]
 mod responder;
 pub mod stderr;

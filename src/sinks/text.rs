@@ -105,15 +105,54 @@ fn line_at(hhmmss: &str, event: &Event) -> String {
     // A process names itself, and a policy names its rules: shown, never
     // obeyed by the terminal.
     format!(
-        "{}  {:<7}  {:<15}  {:<7}  {} [{} via {}{why}]",
+        "{}  {:<7}  {:<15}  {:<7}  {} [{} via {}{why}]{}",
         hhmmss,
         event.pid,
         escape(&event.comm),
         success,
         detail,
         escape(&event.rule),
-        event.syscall
+        event.syscall,
+        who_and_what(event)
     )
+}
+
+/// At most this many characters of a command line or path in the table (the
+/// JSON lines carry them whole).
+const SHOWN: usize = 60;
+
+/// The caller's executable and command line, and what the call was about (the
+/// file run or opened, the process aimed at): trimmed, escaped.
+fn who_and_what(event: &Event) -> String {
+    let id = &event.identity;
+    let mut text = String::new();
+    if let Some(exe) = &id.process.exe {
+        text.push_str(&format!(" {}", trim(exe)));
+    }
+    if !id.process.argv.is_empty() {
+        text.push_str(&format!(": {}", trim(&id.process.argv.join(" "))));
+    }
+    if let Some(argv) = &id.exec_argv {
+        text.push_str(&format!(" → runs {}", trim(&argv.join(" "))));
+    } else if let Some(file) = &id.file {
+        text.push_str(&format!(" → {}", trim(file)));
+    }
+    if let Some(t) = &id.target {
+        let name = t.exe.as_deref().or(t.comm.as_deref()).unwrap_or("?");
+        text.push_str(&format!(" → pid {} {}", t.pid, trim(name)));
+    }
+    text
+}
+
+fn trim(s: &str) -> String {
+    let shown = if s.chars().count() > SHOWN {
+        let mut cut: String = s.chars().take(SHOWN - 1).collect();
+        cut.push('…');
+        cut
+    } else {
+        s.to_string()
+    };
+    escape(&shown).into_owned()
 }
 
 impl<W: Output> Sink for Text<W> {
@@ -170,6 +209,35 @@ mod tests {
         assert_eq!(l.find("true"), HEADER.find("SUCCESS"));
         assert!(l.ends_with("SIGKILL [no-ptrace via ptrace]"), "{l}");
         assert_eq!(l.as_bytes()[2], b':');
+    }
+
+    #[test]
+    fn names_the_executable_the_command_line_and_the_target() {
+        let mut e = event(Outcome::Signalled);
+        e.identity.process.exe = Some("/usr/bin/strace".into());
+        e.identity.process.argv = vec!["strace".into(), "-p".into(), "99".into()];
+        e.identity.target = Some(crate::events::identity::Relative {
+            pid: 99,
+            comm: Some("sleep".into()),
+            exe: Some("/usr/bin/sleep".into()),
+            start: None,
+        });
+        let l = line(&e);
+        assert!(
+            l.ends_with(
+                "[no-ptrace via ptrace] /usr/bin/strace: strace -p 99 → pid 99 /usr/bin/sleep"
+            ),
+            "{l}"
+        );
+        e.identity.process.argv = vec!["python3".into(), "x".repeat(100)];
+        let l = line(&e);
+        assert!(
+            l.contains(&format!(": python3 {}… →", "x".repeat(51))),
+            "{l}"
+        );
+        e.identity.process.argv = vec!["a\x1b[2Jb".into()];
+        let l = line(&e);
+        assert!(!l.contains('\x1b') && l.contains(": a"), "{l}");
     }
 
     #[test]

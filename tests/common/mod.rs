@@ -308,11 +308,31 @@ impl Output {
     /// stdout lines parsed as JSON.
     #[track_caller]
     pub fn json(&self) -> Vec<serde_json::Value> {
-        self.stdout
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect()
+        self.stdout.iter().map(|l| event(l)).collect()
     }
+}
+
+/// One JSON line reflex wrote, parsed and validated against the published
+/// schema (docs/event.schema.json): every event a test reads is checked.
+#[track_caller]
+pub fn event(line: &str) -> serde_json::Value {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let validator = SCHEMA.get_or_init(|| {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/event.schema.json")).unwrap();
+        jsonschema::validator_for(&schema).expect("the published schema is a schema")
+    });
+    let v: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    let errors: Vec<String> = validator
+        .iter_errors(&v)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "an event not as docs/event.schema.json says: {errors:?}\n{line}"
+    );
+    v
 }
 
 impl Reflex {

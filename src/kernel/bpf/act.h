@@ -222,8 +222,8 @@ static __always_inline long record_stop(__u32 pid, const struct reflex_rule *rul
  * left out of the others).
  */
 static __always_inline int act(const struct reflex_rule *rule, __u32 set, long nr,
-			       const __u64 *args, struct task_struct *task, __u64 pid_tgid,
-			       __u32 ppid, bool kfuncs)
+			       const __u64 *values, const struct call_info *ci,
+			       struct task_struct *task, __u64 pid_tgid, __u32 ppid, bool kfuncs)
 {
 	__u32 tgid = pid_tgid >> 32;
 	enum reflex_skip skip = REFLEX_SKIP_NONE;
@@ -304,17 +304,34 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 
 	count_decision(set, rule->id, action);
 
-	struct reflex_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	__u32 zero = 0;
+	struct reflex_scratch *scratch_ = bpf_map_lookup_elem(&scratch, &zero);
+	struct reflex_event *e;
+	bool reserved = false;
+
+	if (scratch_ && !scratch_->busy) {
+		scratch_->busy = 1;
+		e = &scratch_->e;
+	} else {
+		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		reserved = true;
+	}
 	if (!e) {
 		count(REFLEX_STAT_DROPPED);
 		return verdict;
 	}
 	__u64 uid_gid = bpf_get_current_uid_gid();
 
+	__builtin_memset(e, 0, offsetof(struct reflex_event, strings));
 	e->boot_ns = bpf_ktime_get_boot_ns();
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	for (int i = 0; i < 6; i++)
-		e->args[i] = args[i];
+		e->args[i] = values[i];
+	if (ci->exit) {
+		e->exit = 1;
+		e->ret = values[REFLEX_VALUE_RET];
+		e->duration_ns = values[REFLEX_VALUE_DURATION];
+	}
 	e->pid = tgid;
 	e->tid = (__u32)pid_tgid;
 	e->ppid = ppid;
@@ -334,9 +351,47 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 	e->skip = skip;
 	e->target = rule->target;
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wake_at
-				      ? BPF_RB_FORCE_WAKEUP
-				      : BPF_RB_NO_WAKEUP);
+
+	/* Who, what, where: in slot order (identity.h). */
+	put_caller(e, task);
+	if (ci->file)
+		put_file(e, REFLEX_STR_FILE, ci->file);
+	else if (ci->saved_path)
+		put_saved_path(e, ci->saved_path);
+	else if (ci->path)
+		put_user_path(e, ci->path);
+	if (ci->argv)
+		put_exec_argv(e, ci->argv);
+	if (ci->target) {
+		put_target(e, ci->target);
+	} else if (ci->target_pid) {
+		e->target_pid = ci->target_pid;
+		if (kfuncs && bpf_ksym_exists(bpf_task_from_pid)) {
+			struct task_struct *t = bpf_task_from_pid(ci->target_pid);
+
+			if (t) {
+				put_target(e, t);
+				bpf_task_release(t);
+			}
+		}
+	}
+	put_ancestors(e, task);
+	put_argv(e, task);
+
+	__u64 wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wake_at ? BPF_RB_FORCE_WAKEUP
+									   : BPF_RB_NO_WAKEUP;
+	if (reserved) {
+		bpf_ringbuf_submit(e, wake);
+	} else {
+		/* The header and the strings in use (`end` is at most
+		 * REFLEX_STR_MAX * REFLEX_STRING_MAX; the mask says so). */
+		__u64 size = offsetof(struct reflex_event, strings) + (e->end & (REFLEX_STRINGS_AREA - 1));
+
+		if (bpf_ringbuf_output(&events, e, size, wake))
+			count(REFLEX_STAT_DROPPED);
+		if (scratch_)
+			scratch_->busy = 0;
+	}
 	return verdict;
 }
 

@@ -91,7 +91,7 @@ static __always_inline bool is_protected_pid(__u64 pid)
 	       bpf_map_lookup_elem(&protected, &key);
 }
 
-static __always_inline bool checks_pass(const struct reflex_rule *rule, const __u64 *args)
+static __always_inline bool checks_pass(const struct reflex_rule *rule, const __u64 *values)
 {
 	for (int i = 0; i < REFLEX_MAX_CHECKS; i++) {
 		const struct reflex_check *c = &rule->checks[i];
@@ -99,9 +99,9 @@ static __always_inline bool checks_pass(const struct reflex_rule *rule, const __
 
 		if (i >= rule->nchecks)
 			break;
-		if (c->arg >= 6)
+		if (c->arg >= REFLEX_VALUES)
 			return false;
-		v = args[c->arg];
+		v = values[c->arg];
 		switch (c->op) {
 		case REFLEX_CHECK_MASK_ANY:
 			if (!(v & c->a))
@@ -143,8 +143,10 @@ static __always_inline bool checks_pass(const struct reflex_rule *rule, const __
  * rule on this table entry uses, one hash lookup of (entry, selector, value)
  * gives the rules it satisfies as a bit mask; the masks are ANDed, and the
  * lowest surviving bit is the rule that answers (after its few mask/range
- * checks, if it has any). `file` is a hook's file ([inode, device]; zeros
- * elsewhere). `*ppid` is the caller's parent once read (0 until then).
+ * checks, if it has any). `values` are the six arguments, then at a
+ * syscall's exit what it returned and how long it took (REFLEX_VALUES).
+ * `file` is a hook's file ([inode, device]; zeros elsewhere). `*ppid` is the
+ * caller's parent once read (0 until then).
  *
  * `test` (a constant) makes the caller's identity come from `fake` instead
  * of the current task: the matcher test runs this very code on calls no
@@ -152,7 +154,7 @@ static __always_inline bool checks_pass(const struct reflex_rule *rule, const __
  * are compiled out.
  */
 static __always_inline struct reflex_rule *find_rule(const struct reflex_syscall *sc, __u32 set,
-						     long nr, const __u64 *args, const __u64 *file,
+						     long nr, const __u64 *values, const __u64 *file,
 						     struct task_struct *task, __u64 pid_tgid,
 						     __u32 *ppid, const bool test,
 						     const struct reflex_test_call *fake)
@@ -167,12 +169,13 @@ static __always_inline struct reflex_rule *find_rule(const struct reflex_syscall
 				   : (*ppid = *ppid ?: BPF_CORE_READ(task, real_parent, tgid)));
 	NARROW(REFLEX_DIM_UID, key.value[0] = test ? fake->uid : (__u32)bpf_get_current_uid_gid());
 	NARROW(REFLEX_DIM_GID, key.value[0] = test ? fake->gid : bpf_get_current_uid_gid() >> 32);
-	NARROW(REFLEX_DIM_ARG0, key.value[0] = args[0]);
-	NARROW(REFLEX_DIM_ARG1, key.value[0] = args[1]);
-	NARROW(REFLEX_DIM_ARG2, key.value[0] = args[2]);
-	NARROW(REFLEX_DIM_ARG3, key.value[0] = args[3]);
-	NARROW(REFLEX_DIM_ARG4, key.value[0] = args[4]);
-	NARROW(REFLEX_DIM_ARG5, key.value[0] = args[5]);
+	NARROW(REFLEX_DIM_ARG0, key.value[0] = values[0]);
+	NARROW(REFLEX_DIM_ARG1, key.value[0] = values[1]);
+	NARROW(REFLEX_DIM_ARG2, key.value[0] = values[2]);
+	NARROW(REFLEX_DIM_ARG3, key.value[0] = values[3]);
+	NARROW(REFLEX_DIM_ARG4, key.value[0] = values[4]);
+	NARROW(REFLEX_DIM_ARG5, key.value[0] = values[5]);
+	NARROW(REFLEX_DIM_RET, key.value[0] = values[REFLEX_VALUE_RET]);
 	NARROW(REFLEX_DIM_FILE, key.value[0] = file[0]; key.value[1] = file[1]);
 	NARROW(
 		REFLEX_DIM_COMM, if (test) {
@@ -189,6 +192,55 @@ static __always_inline struct reflex_rule *find_rule(const struct reflex_syscall
 			key.value[0] = fake->parent_exe[0];
 			key.value[1] = fake->parent_exe[1];
 		} else file_key(BPF_CORE_READ(task, real_parent, mm, exe_file), key.value));
+
+	if (sc->dims & ((1U << REFLEX_DIM_ANCESTOR) | (1U << REFLEX_DIM_ANCESTOR_EXE))) {
+		/* Some ancestor is, or runs, what a selector names: look each
+		 * one up, the parent first, up to REFLEX_ANCESTOR_DEPTH. */
+		__u64 pos_pid = 0, neg_pid = 0, pos_exe = 0, neg_exe = 0;
+		struct task_struct *p = test ? NULL : BPF_CORE_READ(task, real_parent);
+
+		for (int i = 0; i < REFLEX_ANCESTOR_DEPTH; i++) {
+			__u32 tgid = test ? fake->ancestors[i] : (p ? BPF_CORE_READ(p, tgid) : 0);
+			struct reflex_match *m;
+
+			if (!tgid)
+				break;
+			if (sc->dims & (1U << REFLEX_DIM_ANCESTOR)) {
+				key.dim = REFLEX_DIM_ANCESTOR;
+				key.value[0] = tgid;
+				key.value[1] = 0;
+				m = bpf_map_lookup_elem(&matches, &key);
+				if (m) {
+					pos_pid |= m->pos;
+					neg_pid |= m->neg;
+				}
+			}
+			if (sc->dims & (1U << REFLEX_DIM_ANCESTOR_EXE)) {
+				key.dim = REFLEX_DIM_ANCESTOR_EXE;
+				if (test) {
+					key.value[0] = fake->ancestor_exes[i][0];
+					key.value[1] = fake->ancestor_exes[i][1];
+				} else {
+					file_key(BPF_CORE_READ(p, mm, exe_file), key.value);
+				}
+				m = bpf_map_lookup_elem(&matches, &key);
+				if (m) {
+					pos_exe |= m->pos;
+					neg_exe |= m->neg;
+				}
+			}
+			if (!test)
+				p = BPF_CORE_READ(p, real_parent);
+		}
+		if (sc->dims & (1U << REFLEX_DIM_ANCESTOR))
+			cand &= sc->free[REFLEX_DIM_ANCESTOR] | pos_pid |
+				(sc->negated[REFLEX_DIM_ANCESTOR] & ~neg_pid);
+		if (sc->dims & (1U << REFLEX_DIM_ANCESTOR_EXE))
+			cand &= sc->free[REFLEX_DIM_ANCESTOR_EXE] | pos_exe |
+				(sc->negated[REFLEX_DIM_ANCESTOR_EXE] & ~neg_exe);
+		if (!cand)
+			return 0;
+	}
 
 	if (sc->dims & (1U << REFLEX_DIM_CGROUP)) {
 		/* In a cgroup means at it or below it: look up each ancestor
@@ -227,7 +279,7 @@ static __always_inline struct reflex_rule *find_rule(const struct reflex_syscall
 		struct reflex_rule *rule = rule_at(sc, set, todo);
 
 		todo &= todo - 1;
-		if (rule && checks_pass(rule, args))
+		if (rule && checks_pass(rule, values))
 			return rule;
 	}
 	return first ? rule_at(sc, set, first) : NULL;

@@ -4,8 +4,8 @@
  * the kernel, with a signal or a refusal, before the caller runs another
  * user-space instruction. This file holds the programs; what they share is
  * in the headers beside it: the boundary (reflex.h), the constants and maps
- * (state.h), the caller (caller.h), the matcher (match.h), carrying a rule
- * out (act.h).
+ * (state.h), the caller (caller.h), the matcher (match.h), what an event
+ * names (identity.h), carrying a rule out (act.h).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -22,6 +22,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "state.h"
 #include "caller.h"
 #include "match.h"
+#include "identity.h"
 #include "act.h"
 
 /* Force the boundary types into BTF so the skeleton exports them. */
@@ -48,53 +49,118 @@ struct reflex_test_call _reflex_test_call = {};
 struct reflex_disarm _reflex_disarm = {};
 struct reflex_disarm_key _reflex_disarm_key = {};
 enum reflex_disarm_by _reflex_disarm_by = 0;
+enum reflex_string _reflex_string = 0;
+enum reflex_identity _reflex_identity = 0;
+enum reflex_arg_kind _reflex_arg_kind = 0;
+
+/* --tree: whether the caller descends from the process named (looked for
+ * up to REFLEX_ANCESTOR_DEPTH generations). */
+static __always_inline bool in_tree(struct task_struct *task)
+{
+	struct task_struct *p = BPF_CORE_READ(task, real_parent);
+
+	for (int i = 0; i < REFLEX_ANCESTOR_DEPTH && p; i++) {
+		__u32 tgid = BPF_CORE_READ(p, tgid);
+
+		if (tgid == scope_tree)
+			return true;
+		if (tgid <= 1)
+			return false;
+		p = BPF_CORE_READ(p, real_parent);
+	}
+	return false;
+}
+
+/* What a syscall's arguments point to (its table entry says which), for
+ * the event. User memory is read only at the entry: at an exit, the path
+ * read then is used instead. */
+static __always_inline void pointed_to(const struct reflex_syscall *sc, const __u64 *values,
+				       struct call_info *ci)
+{
+	__u8 a = sc->path_arg;
+
+	if (a < 6 && !ci->exit)
+		ci->path = (const void *)values[a];
+	a = sc->argv_arg;
+	if (a < 6 && !ci->exit)
+		ci->argv = (const void *)values[a];
+	a = sc->target_arg;
+	if (a < 6 && (__s32)values[a] > 0)
+		ci->target_pid = (__u32)values[a];
+	if (ci->exec_regs)
+		ci->argv = exec_argv();
+}
 
 /*
  * Finds the rule of `sc` that answers this call, if any, and carries it out.
- * `file` is the hook's file ([inode, device]; zeros for syscalls). Returns
- * what a security hook must return.
+ * `values`: REFLEX_VALUES of them (the arguments; at an exit, then what it
+ * returned and how long it took). Returns what a security hook must return.
  */
 static __always_inline int evaluate(const struct reflex_syscall *sc, __u32 set, long nr,
-				    const __u64 *args, const __u64 *file, bool kfuncs)
+				    const __u64 *values, struct call_info *ci, bool kfuncs)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 ppid = 0; /* read when first needed */
 	struct reflex_rule *rule;
+	__u64 file[2] = {};
 
 	if (scope_ppid) {
 		ppid = BPF_CORE_READ(task, real_parent, tgid);
 		if (ppid != scope_ppid)
 			return 0;
 	}
-	rule = find_rule(sc, set, nr, args, file, task, pid_tgid, &ppid, false, NULL);
+	if (scope_tree && !in_tree(task))
+		return 0;
+	if (ci->file)
+		file_key(ci->file, file);
+	rule = find_rule(sc, set, nr, values, file, task, pid_tgid, &ppid, false, NULL);
 	if (!rule)
 		return 0;
-	return act(rule, set, nr, args, task, pid_tgid,
+	pointed_to(sc, values, ci);
+	return act(rule, set, nr, values, ci, task, pid_tgid,
 		   ppid ?: BPF_CORE_READ(task, real_parent, tgid), kfuncs);
 }
 
-static const __u64 no_file[2] = {};
+static const struct timed_path no_path = {};
 
-/* Exit rules on this syscall: remember when this thread entered it. */
-static __always_inline void time_entry(const struct reflex_syscall *sc, long nr, __u32 set)
+/* Exit rules on this syscall: remember when this thread entered it, its
+ * arguments, and the path one points to. */
+static __always_inline void time_entry(const struct reflex_syscall *sc, long nr, __u32 set,
+				       const __u64 *args)
 {
-	if (sc->timed) {
-		__u32 tid = (__u32)bpf_get_current_pid_tgid();
-		struct reflex_start start = {.ns = bpf_ktime_get_ns(), .nr = nr, .set = set};
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct reflex_start start = {.ns = bpf_ktime_get_ns(), .nr = nr, .set = set};
+	struct timed_path *saved;
+	__u8 a = sc->path_arg;
 
-		bpf_map_update_elem(&starts, &tid, &start, BPF_ANY);
+	if (!sc->timed)
+		return;
+	for (int i = 0; i < 6; i++)
+		start.args[i] = args[i];
+	bpf_map_update_elem(&starts, &tid, &start, BPF_ANY);
+	if (a >= 6)
+		return;
+	saved = bpf_map_lookup_elem(&timed_paths, &tid);
+	if (!saved) {
+		bpf_map_update_elem(&timed_paths, &tid, &no_path, BPF_ANY);
+		saved = bpf_map_lookup_elem(&timed_paths, &tid);
 	}
+	if (saved &&
+	    bpf_probe_read_user_str(saved->path, sizeof(saved->path), (const void *)args[a]) < 0)
+		saved->path[0] = 0;
 }
 
-/* At a timed syscall's exit: the exit rules, with the return value as
- * argument 0 and the time since entry (ns) as argument 1. */
+/* At a timed syscall's exit: the exit rules, with the arguments from the
+ * entry, what it returned and the time since entry (ns). */
 static __always_inline int on_exit(long nr, long retval, __u8 kind)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), idx;
 	struct reflex_start *start = bpf_map_lookup_elem(&starts, &tid);
 	const struct reflex_syscall *sc;
-	__u64 args[6] = {}, took;
+	struct call_info ci = {.exit = true};
+	__u64 values[REFLEX_VALUES] = {};
+	struct timed_path *saved;
 	__u32 set;
 
 	if (!start)
@@ -105,17 +171,22 @@ static __always_inline int on_exit(long nr, long retval, __u8 kind)
 		bpf_map_delete_elem(&starts, &tid);
 		return 0;
 	}
-	took = bpf_ktime_get_ns() - start->ns;
+	values[REFLEX_VALUE_DURATION] = bpf_ktime_get_ns() - start->ns;
+	values[REFLEX_VALUE_RET] = retval;
+	for (int i = 0; i < 6; i++)
+		values[i] = start->args[i];
 	/* The set the call entered with answers it, as for entry rules. */
 	set = start->set & 1;
 	bpf_map_delete_elem(&starts, &tid);
+	saved = bpf_map_lookup_elem(&timed_paths, &tid);
 	idx = set * REFLEX_MAX_SYSCALLS + REFLEX_EXIT_BASE + (__u32)nr;
 	sc = bpf_map_lookup_elem(&syscalls, &idx);
-	if (!sc || sc->handler != kind || !sc->rules)
-		return 0;
-	args[0] = retval;
-	args[1] = took;
-	evaluate(sc, set, REFLEX_EXIT_BASE + nr, args, no_file, false);
+	if (sc && sc->handler == kind && sc->rules) {
+		ci.saved_path = saved ? saved->path : NULL;
+		evaluate(sc, set, REFLEX_EXIT_BASE + nr, values, &ci, false);
+	}
+	if (saved)
+		bpf_map_delete_elem(&timed_paths, &tid);
 	return 0;
 }
 
@@ -138,9 +209,6 @@ static __always_inline int on_tracepoint(struct syscall_trace_enter *ctx, int na
 
 	if (!sc)
 		return 0;
-	time_entry(sc, nr, set);
-	if (!sc->rules)
-		return 0;
 	call = bpf_map_lookup_elem(&calls, &zero);
 	if (!call)
 		return 0;
@@ -153,6 +221,9 @@ static __always_inline int on_tracepoint(struct syscall_trace_enter *ctx, int na
 	call->args[3] = nargs > 3 ? ctx->args[3] : 0;
 	call->args[4] = nargs > 4 ? ctx->args[4] : 0;
 	call->args[5] = nargs > 5 ? ctx->args[5] : 0;
+	time_entry(sc, nr, set, call->args);
+	if (!sc->rules)
+		return 0;
 	bpf_tail_call(ctx, &tp_eval, 0);
 	return 0;
 }
@@ -178,7 +249,8 @@ int reflex_tp_eval(void *ctx)
 	__u32 zero = 0, set, idx;
 	struct reflex_call *call = bpf_map_lookup_elem(&calls, &zero);
 	const struct reflex_syscall *sc;
-	__u64 args[6];
+	__u64 values[REFLEX_VALUES] = {};
+	struct call_info ci = {};
 
 	if (!call || call->nr < 0 || call->nr >= REFLEX_MAX_SYSCALLS)
 		return 0;
@@ -190,8 +262,8 @@ int reflex_tp_eval(void *ctx)
 	if (!sc)
 		return 0;
 	for (int i = 0; i < 6; i++)
-		args[i] = call->args[i];
-	evaluate(sc, set, call->nr, args, no_file, false);
+		values[i] = call->args[i];
+	evaluate(sc, set, call->nr, values, &ci, tp_kfuncs);
 	return 0;
 }
 
@@ -199,28 +271,29 @@ int reflex_tp_eval(void *ctx)
  * first thing it does is drop the unwatched ones. */
 static __always_inline int on_raw(struct pt_regs *regs, long nr, bool kfuncs)
 {
-	__u64 args[6];
+	__u64 values[REFLEX_VALUES] = {};
+	struct call_info ci = {};
 	__u32 set;
 	const struct reflex_syscall *sc = watched(nr, REFLEX_HANDLER_RAW, &set);
 
 	if (!sc)
 		return 0;
-	time_entry(sc, nr, set);
-	if (!sc->rules)
-		return 0;
 	/* `regs` is a BTF pointer: plain loads, no helper calls. */
-	args[0] = PT_REGS_PARM1_SYSCALL(regs);
-	args[1] = PT_REGS_PARM2_SYSCALL(regs);
-	args[2] = PT_REGS_PARM3_SYSCALL(regs);
-	args[3] = PT_REGS_PARM4_SYSCALL(regs);
-	args[4] = PT_REGS_PARM5_SYSCALL(regs);
-	args[5] = PT_REGS_PARM6_SYSCALL(regs);
+	values[0] = PT_REGS_PARM1_SYSCALL(regs);
+	values[1] = PT_REGS_PARM2_SYSCALL(regs);
+	values[2] = PT_REGS_PARM3_SYSCALL(regs);
+	values[3] = PT_REGS_PARM4_SYSCALL(regs);
+	values[4] = PT_REGS_PARM5_SYSCALL(regs);
+	values[5] = PT_REGS_PARM6_SYSCALL(regs);
 	/* Registers past the syscall's arguments hold leftovers: report zeros,
 	 * as the per-syscall tracepoints do. */
 	for (int i = 0; i < 6; i++)
 		if (i >= sc->nargs)
-			args[i] = 0;
-	evaluate(sc, set, nr, args, no_file, kfuncs);
+			values[i] = 0;
+	time_entry(sc, nr, set, values);
+	if (!sc->rules)
+		return 0;
+	evaluate(sc, set, nr, values, &ci, kfuncs);
 	return 0;
 }
 
@@ -256,7 +329,8 @@ SEC("perf_event")
 int reflex_sample(struct bpf_perf_event_data *ctx)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u64 args[6] = {};
+	__u64 values[REFLEX_VALUES] = {};
+	struct call_info ci = {};
 	__u32 set;
 	const struct reflex_syscall *sc = watched(REFLEX_HOOK_SAMPLE, REFLEX_HANDLER_PERF, &set);
 
@@ -265,7 +339,7 @@ int reflex_sample(struct bpf_perf_event_data *ctx)
 	/* The idle task and kernel threads are never sampled: no event. */
 	if (!(bpf_get_current_pid_tgid() >> 32) || (BPF_CORE_READ(task, flags) & PF_KTHREAD))
 		return 0;
-	evaluate(sc, set, REFLEX_HOOK_SAMPLE, args, no_file, false);
+	evaluate(sc, set, REFLEX_HOOK_SAMPLE, values, &ci, false);
 	return 0;
 }
 
@@ -291,51 +365,56 @@ static __always_inline int lsm_return(int verdict)
 	return verdict;
 }
 
-static __always_inline int on_hook(long hook, __u64 a0, __u64 a1, struct file *file)
+static __always_inline int on_hook(long hook, __u64 a0, __u64 a1, struct call_info *ci)
 {
-	__u64 args[6] = {a0, a1};
-	__u64 f[2] = {};
+	__u64 values[REFLEX_VALUES] = {a0, a1};
 	__u32 set;
 	const struct reflex_syscall *sc = watched(hook, REFLEX_HANDLER_LSM, &set);
 
 	if (!sc)
 		return 0;
-	if (file)
-		file_key(file, f);
-	return lsm_return(evaluate(sc, set, hook, args, f, false));
+	return lsm_return(evaluate(sc, set, hook, values, ci, false));
 }
 
 SEC("?lsm/ptrace_access_check")
 int BPF_PROG(reflex_lsm_ptrace, struct task_struct *child, unsigned int mode, int ret)
 {
+	struct call_info ci = {.target = child};
+
 	if (ret)
 		return ret;
-	return on_hook(REFLEX_HOOK_PTRACE, child->tgid, mode, NULL);
+	return on_hook(REFLEX_HOOK_PTRACE, child->tgid, mode, &ci);
 }
 
 SEC("?lsm/bprm_check_security")
 int BPF_PROG(reflex_lsm_exec, struct linux_binprm *bprm, int ret)
 {
+	struct call_info ci = {.file = bprm->file, .exec_regs = true};
+
 	if (ret)
 		return ret;
-	return on_hook(REFLEX_HOOK_EXEC, 0, 0, bprm->file);
+	return on_hook(REFLEX_HOOK_EXEC, 0, 0, &ci);
 }
 
 SEC("?lsm/file_open")
 int BPF_PROG(reflex_lsm_open, struct file *file, int ret)
 {
+	struct call_info ci = {.file = file};
+
 	if (ret)
 		return ret;
-	return on_hook(REFLEX_HOOK_OPEN, 0, file->f_flags, file);
+	return on_hook(REFLEX_HOOK_OPEN, 0, file->f_flags, &ci);
 }
 
 SEC("?lsm/task_kill")
 int BPF_PROG(reflex_lsm_kill, struct task_struct *p, struct kernel_siginfo *info, int sig,
 	     const struct cred *cred, int ret)
 {
+	struct call_info ci = {.target = p};
+
 	if (ret)
 		return ret;
-	return on_hook(REFLEX_HOOK_KILL, p->tgid, sig, NULL);
+	return on_hook(REFLEX_HOOK_KILL, p->tgid, sig, &ci);
 }
 
 SEC("?lsm/kernel_read_file")
@@ -344,9 +423,11 @@ int BPF_PROG(reflex_lsm_module_file, struct file *file, enum kernel_read_file_id
 {
 	if (ret)
 		return ret;
+	struct call_info ci = {.file = file};
+
 	if (id != READING_MODULE)
 		return 0;
-	return on_hook(REFLEX_HOOK_MODULE, 0, 0, file);
+	return on_hook(REFLEX_HOOK_MODULE, 0, 0, &ci);
 }
 
 /*
@@ -360,9 +441,11 @@ static __always_inline int on_bpf(int cmd)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
+	struct call_info ci = {};
+
 	if (tgid == reflex_tgid || (helper_tgid && tgid == helper_tgid))
 		return 0;
-	return on_hook(REFLEX_HOOK_BPF, cmd, 0, NULL);
+	return on_hook(REFLEX_HOOK_BPF, cmd, 0, &ci);
 }
 
 SEC("?lsm/bpf")
@@ -389,9 +472,11 @@ int BPF_PROG(reflex_lsm_module_data, enum kernel_load_data_id id, bool contents,
 {
 	if (ret)
 		return ret;
+	struct call_info ci = {};
+
 	if (id != LOADING_MODULE)
 		return 0;
-	return on_hook(REFLEX_HOOK_MODULE, 0, 0, NULL);
+	return on_hook(REFLEX_HOOK_MODULE, 0, 0, &ci);
 }
 
 /*

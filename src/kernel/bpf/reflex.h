@@ -52,6 +52,28 @@ enum reflex_limit {
 	REFLEX_MAX_DISARM_SEEN = 16384,
 	/* Most distinct things a circuit breaker allows. */
 	REFLEX_MAX_DISARM_DISTINCT = 1024,
+	/* Values a call is matched on: the six argument registers, then (at a
+	 * syscall's exit) what it returned and how long it took (ns). */
+	REFLEX_VALUES = 8,
+	REFLEX_VALUE_RET = 6,
+	REFLEX_VALUE_DURATION = 7,
+	/* Bytes of each string an event carries (enum reflex_string). */
+	REFLEX_STRING_MAX = 256,
+	/* A power of two above every string's maximum together: an index into
+	 * the packed strings, masked by it less one, is always in bounds. */
+	REFLEX_STRINGS_AREA = 4096,
+	/* Path components walked from a file up to its root. */
+	REFLEX_PATH_DEPTH = 32,
+	/* Cgroup path components walked up to the root cgroup. */
+	REFLEX_CGROUP_DEPTH = 16,
+	/* Ancestors an event names (pid, executable): the parent first. */
+	REFLEX_ANCESTORS = 4,
+	/* Ancestors `ancestor:` selectors (and --tree) look through. */
+	REFLEX_ANCESTOR_DEPTH = 16,
+	/* Arguments of an exec's new command line read from user memory. */
+	REFLEX_EXEC_ARGS = 16,
+	/* Threads in a timed syscall whose path argument waits for the exit. */
+	REFLEX_MAX_TIMED_PATHS = 4096,
 };
 
 /*
@@ -135,6 +157,9 @@ enum reflex_dim {
 	REFLEX_DIM_EXE,
 	REFLEX_DIM_PARENT_EXE,
 	REFLEX_DIM_FILE, /* a hook's file: inode, device */
+	REFLEX_DIM_RET,		 /* at a syscall's exit: what it returned */
+	REFLEX_DIM_ANCESTOR,	 /* some ancestor's tgid (up to REFLEX_ANCESTOR_DEPTH) */
+	REFLEX_DIM_ANCESTOR_EXE, /* some ancestor's executable: inode, device */
 	REFLEX_DIM_MAX,
 };
 
@@ -150,7 +175,11 @@ struct reflex_syscall {
 	__u8 handler;		       /* enum reflex_handler */
 	__u8 nargs; /* arguments the syscall takes; the raw hook zeroes the rest */
 	__u8 timed; /* exit rules on this syscall: record each entry's time */
-	__u8 _pad[5];
+	/* Where the syscall's arguments point (REFLEX_ARG_NONE: nowhere): */
+	__u8 path_arg;	 /* a path (open, exec, ...), read from user memory */
+	__u8 argv_arg;	 /* an exec's argv array */
+	__u8 target_arg; /* the pid acted on (kill, ptrace) */
+	__u8 _pad[2];
 };
 
 /* Key of the selector map: does `value` of `dim` satisfy rules on `nr`? */
@@ -281,6 +310,34 @@ struct reflex_start {
 	__s64 nr;
 	__u32 set;
 	__u32 _pad;
+	__u64 args[6]; /* the arguments at entry: exit events carry them */
+};
+
+/* Where in a syscall's arguments nothing is (struct reflex_syscall). */
+enum reflex_arg_kind {
+	REFLEX_ARG_NONE = 0xff,
+};
+
+/*
+ * The strings of an event, each in its own slot of `strings`, `len` bytes
+ * long (0: absent). A path is kept leaf first, each component followed by a
+ * NUL ("python3\0bin\0usr\0" is /usr/bin/python3), up to the root of the
+ * process's mount namespace, so that a full slot loses the top, not the
+ * name. A command line is its arguments, each followed by a NUL.
+ *
+ * ARGV is last: it is the one read whole at the start of its slot; every
+ * other slot is written in pieces, and a piece may run past its slot into
+ * the next (which is written after it, or not at all and then has len 0).
+ */
+enum reflex_string {
+	REFLEX_STR_EXE = 0,	 /* the caller's executable */
+	REFLEX_STR_CGROUP,	 /* its cgroup v2, from the root */
+	REFLEX_STR_FILE,	 /* the file executed or opened */
+	REFLEX_STR_EXEC_ARGV,	 /* an exec's new command line */
+	REFLEX_STR_TARGET_EXE,	 /* the executable of the process acted on */
+	REFLEX_STR_ANCESTOR_EXE, /* + i: ancestor i's executable (0: the parent) */
+	REFLEX_STR_ARGV = REFLEX_STR_ANCESTOR_EXE + REFLEX_ANCESTORS, /* the caller's command line */
+	REFLEX_STR_MAX,
 };
 
 /* A process reflex stopped (a pause, or any stop signal): when user space
@@ -336,6 +393,39 @@ struct reflex_event {
 	__u8 skip;   /* enum reflex_skip */
 	__u8 target; /* enum reflex_target */
 	char comm[REFLEX_COMM_LEN];
+	/* Who, where, what: read in the kernel at the decision, and true after
+	 * the process is gone. */
+	__s64 ret;	   /* at a syscall's exit: what it returned */
+	__u64 duration_ns; /* at a syscall's exit: how long it took */
+	__u64 start_ns;	   /* the process's start, on the boot-time clock (ns) */
+	__u64 parent_start_ns;
+	__u32 euid;
+	__u32 auid;	  /* login uid; 4294967295: unset */
+	__u32 sid;	  /* session id */
+	__u32 target_pid; /* the process acted on (kill, ptrace), 0: none */
+	__u32 ancestors[REFLEX_ANCESTORS]; /* tgids; [0]: the parent; 0 past the top */
+	char parent_comm[REFLEX_COMM_LEN];
+	char target_comm[REFLEX_COMM_LEN];
+	__u16 off[REFLEX_STR_MAX]; /* where string s starts in `strings` */
+	__u16 len[REFLEX_STR_MAX]; /* and its length */
+	__u16 end;		   /* bytes of `strings` in use: the record ends there */
+	__u16 _pad3;
+	__u16 truncated; /* bit per enum reflex_string: cut at its slot's end */
+	__u16 given;	 /* bit per string: as the caller wrote it (a syscall's
+			  * argument), not a path walked from the kernel's dentries */
+	__u8 identity;	 /* enum reflex_identity: what was read */
+	__u8 exit;	 /* 1: at a syscall's exit (ret, duration_ns) */
+	__u8 _pad2[2];
+	/* The strings, packed one after another (at most REFLEX_STR_MAX *
+	 * REFLEX_STRING_MAX bytes in use; the rest is room for the last write). */
+	char strings[REFLEX_STRINGS_AREA + REFLEX_STRING_MAX];
+};
+
+/* What an event's identity holds (bits of reflex_event.identity). */
+enum reflex_identity {
+	REFLEX_ID_PROCESS = 1,	 /* exe, argv, start, euid, auid, sid, cgroup path */
+	REFLEX_ID_ANCESTORS = 2, /* parent and ancestors */
+	REFLEX_ID_TARGET = 4,	 /* target comm and exe (needs a task: a hook's, or a kfunc) */
 };
 
 /*
@@ -344,7 +434,7 @@ struct reflex_event {
  * no real process makes. Read by reflex_test_match only.
  */
 struct reflex_test_call {
-	__u64 args[6];
+	__u64 args[REFLEX_VALUES]; /* the arguments, then ret and duration */
 	__u64 exe[2]; /* inode, device */
 	__u64 parent_exe[2];
 	__u64 cgroups[REFLEX_CGROUP_LEVELS]; /* ancestor ids by level; 0 past the depth */
@@ -356,6 +446,8 @@ struct reflex_test_call {
 	__u32 ppid;
 	__u32 uid;
 	__u32 gid;
+	__u32 ancestors[REFLEX_ANCESTOR_DEPTH]; /* tgids, the parent first; 0 past the top */
+	__u64 ancestor_exes[REFLEX_ANCESTOR_DEPTH][2];
 };
 
 /* Per-CPU counters kept by the kernel side; user space sums the CPUs. */

@@ -12,6 +12,7 @@
 const volatile __u32 reflex_tgid = 0; /* never signal ourselves */
 const volatile __u32 helper_tgid = 0; /* nor reflex's guardian */
 const volatile __u32 scope_ppid = 0;  /* 0: every parent; else only its children */
+const volatile __u32 scope_tree = 0;  /* 0: every process; else only its descendants */
 /* Wake the reader only once this many bytes wait in the ring buffer (0: at
  * every event). Fewer wake-ups cost the watched call less and do not put the
  * reader between a signalled process and its death; the reader also looks
@@ -20,10 +21,13 @@ const volatile __u64 wake_at = 0;
 /* Tracing programs may call bpf_get_current_ancestor_cgroup_id (not on 5.10:
  * then the ancestors are read from the task's cgroup). Set by user space. */
 const volatile bool ancestor_helper = true;
+/* The tracepoint evaluator may call the task kfuncs (6.13+: set by user
+ * space when the kernel has them), to describe a kill or ptrace target. */
+const volatile bool tp_kfuncs = false;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
+	__uint(max_entries, 1024 * 1024);
 } events SEC(".maps");
 
 struct {
@@ -32,6 +36,23 @@ struct {
 	__type(key, __u32);
 	__type(value, struct reflex_stats);
 } stats SEC(".maps");
+
+/* An event is built here and copied to the ring buffer with only the bytes
+ * it uses (a reserved record has a fixed size: ~4.6 KB with room for every
+ * string). `busy`: in use on this CPU (a program that interrupts another,
+ * the sampler's NMI, reserves a whole record instead). */
+struct reflex_scratch {
+	__u32 busy;
+	__u32 _pad;
+	struct reflex_event e;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct reflex_scratch);
+} scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -114,6 +135,18 @@ struct {
 	__type(key, __u32);
 	__type(value, struct reflex_start);
 } starts SEC(".maps");
+
+/* A timed syscall's path argument, read at its entry for its exit's event. */
+struct timed_path {
+	char path[REFLEX_STRING_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, REFLEX_MAX_TIMED_PATHS);
+	__type(key, __u32);
+	__type(value, struct timed_path);
+} timed_paths SEC(".maps");
 
 /* Rate conditions: calls per (install's rule, group) in the current window. */
 struct {

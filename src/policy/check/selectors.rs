@@ -9,7 +9,7 @@ use serde_saphyr::Spanned;
 
 use super::Checker;
 use crate::policy::diag::Location;
-use crate::policy::file::{self, RawMatch, Scalar, Values};
+use crate::policy::file::{self, RawAncestor, RawMatch, Scalar, Values};
 use crate::policy::host::{FileError, Host};
 use crate::policy::{Cgroup, Comm, FileId, Selectors};
 
@@ -64,6 +64,18 @@ impl Checker<'_> {
         }
         if let Some(v) = &m.cgroup {
             out.cgroup = self.set(&v.value, &at(v), |s| cgroup(&*host, &s.to_string()));
+        }
+        if let Some(v) = &m.ancestor {
+            let at = Location::of(file, &v.referenced);
+            match &v.value {
+                RawAncestor::Pids(pids) => {
+                    out.ancestor = self.set(pids, &at, |s| pid(s, "ancestor"));
+                }
+                RawAncestor::Executables(paths) => {
+                    out.ancestor_executable =
+                        self.set(paths, &at, |s| file_id(&*host, &s.to_string()));
+                }
+            }
         }
         out
     }

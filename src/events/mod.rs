@@ -1,5 +1,10 @@
 //! Stage 4 — events: kernel records decoded into what people and programs
-//! read, each named by the install that decided it.
+//! read, each named by the install that decided it, with who, what and where
+//! as the kernel saw them at the decision ([`identity`]).
+
+pub mod identity;
+
+pub use identity::{Container, Identity, Process, Relative};
 
 use std::time::{Duration, SystemTime};
 
@@ -106,6 +111,8 @@ pub struct Event {
     pub signal: Option<Signal>,
     pub target: Target,
     pub outcome: Outcome,
+    /// Who, what, where (empty for events reflex makes itself).
+    pub identity: Identity,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,15 +206,25 @@ impl Event {
             signal: Signal::from_number(libc::SIGCONT),
             target: Target::Process,
             outcome: Outcome::Resumed,
+            identity: Identity::default(),
         }
     }
 
     /// Decodes one ring buffer record; `rules` names the rules of each set.
     pub fn decode(bytes: &[u8], clock: &Clock, rules: &RuleNames) -> Result<Event, DecodeError> {
-        let raw: reflex_event = abi::read(bytes).ok_or(DecodeError::Size {
-            got: bytes.len(),
-            want: std::mem::size_of::<reflex_event>(),
-        })?;
+        // A record holds the header and the strings in use: at least the
+        // header, at most the whole struct; the rest reads as zeros.
+        let header = std::mem::offset_of!(reflex_event, strings);
+        let whole = std::mem::size_of::<reflex_event>();
+        if bytes.len() < header || bytes.len() > whole {
+            return Err(DecodeError::Size {
+                got: bytes.len(),
+                want: whole,
+            });
+        }
+        let mut whole_bytes = vec![0u8; whole];
+        whole_bytes[..bytes.len()].copy_from_slice(bytes);
+        let raw: Box<reflex_event> = Box::new(abi::read(&whole_bytes).expect("sized above"));
         Event::from_raw(&raw, clock, rules)
     }
 
@@ -279,13 +296,10 @@ impl Event {
                     .unwrap_or_else(|| format!("syscall_{nr}")),
             },
             hook,
-            exit: match point {
-                Point::Exit(_) => Some(ExitInfo {
-                    ret: raw.args[0] as i64,
-                    duration_ns: raw.args[1],
-                }),
-                _ => None,
-            },
+            exit: (raw.exit != 0).then_some(ExitInfo {
+                ret: raw.ret,
+                duration_ns: raw.duration_ns,
+            }),
             rate: (raw.window_ns != 0).then_some((raw.count, raw.window_ns)),
             to_pid: (raw.to_pid != 0).then_some(raw.to_pid),
             args: raw.args,
@@ -293,8 +307,24 @@ impl Event {
             signal,
             target,
             outcome,
+            identity: Identity::decode(raw, clock),
         })
     }
+
+    /// The bpf() command of a `bpf` hook or syscall event (`BPF_PROG_LOAD`).
+    pub fn bpf_cmd(&self) -> Option<&'static str> {
+        (self.hook == Some(Hook::Bpf) || (self.hook.is_none() && self.syscall == "bpf"))
+            .then(|| crate::policy::constants::bpf_cmd_name(self.args[0]))
+            .flatten()
+    }
+}
+
+/// This machine's host name, as events name it (`node`).
+pub fn node_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -444,8 +474,10 @@ pub(crate) mod tests {
     fn exits_rates_and_other_targets() {
         let mut raw = raw_event();
         raw.syscall_nr = Point::Exit(libc::SYS_read as i32).index();
-        raw.args[0] = (-13i64) as u64;
-        raw.args[1] = 250_000_000;
+        raw.args[0] = 3;
+        raw.exit = 1;
+        raw.ret = -13;
+        raw.duration_ns = 250_000_000;
         raw.count = 51;
         raw.window_ns = 1_000_000_000;
         raw.to_pid = 77;
@@ -458,6 +490,7 @@ pub(crate) mod tests {
                 duration_ns: 250_000_000
             })
         );
+        assert_eq!(e.args[0], 3, "an exit keeps its arguments");
         assert_eq!(e.rate, Some((51, 1_000_000_000)));
         assert_eq!(e.to_pid, Some(77));
     }
