@@ -164,6 +164,10 @@ pub struct RunArgs {
     #[cfg(feature = "bench")]
     #[arg(long, hide = true)]
     pub userspace_kill: bool,
+    /// Benchmark only: events without the process's identity (what it costs).
+    #[cfg(feature = "bench")]
+    #[arg(long, hide = true)]
+    pub no_identity: bool,
 }
 
 #[derive(Debug, Args, Clone, PartialEq, Eq)]
@@ -216,6 +220,8 @@ impl RunArgs {
             scope_tree: self.tree.unwrap_or(0),
             // The old path's best case: the daemon reads each event at once.
             wake_every_event: self.userspace_kill(),
+            #[cfg(feature = "bench")]
+            describe: !self.no_identity,
             ..Settings::default()
         }
     }

@@ -116,6 +116,12 @@ pub fn run(rounds: usize, calls: u64, dir: &Path, with_bpftrace: bool) -> Figure
             Tool::reflex(&[&audit, "--attach", how]),
         ));
         configs.push((
+            format!(
+                "reflex {how}: 1 rule, matches, events without the identity (the cost before it)"
+            ),
+            Tool::reflex(&[&audit, "--attach", how, "--no-identity"]),
+        ));
+        configs.push((
             format!("reflex {how}: 1 exit rule (`slower_than`): each call timed, entry to exit"),
             Tool::reflex(&[&slow, "--attach", how]),
         ));

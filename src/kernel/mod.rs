@@ -78,6 +78,9 @@ pub struct Settings {
     pub kfuncs: bool,
     /// reflex's guardian process, which no rule may signal (0: none).
     pub helper_tgid: u32,
+    /// Events name the process, its lineage and what the call was about
+    /// (false only in the benchmark, to measure that cost).
+    pub describe: bool,
 }
 
 impl Default for Settings {
@@ -89,6 +92,7 @@ impl Default for Settings {
             wake_every_event: false,
             kfuncs: false,
             helper_tgid: 0,
+            describe: true,
         }
     }
 }

@@ -117,6 +117,7 @@ fn open_object<'a>(
     rodata.ancestor_helper = features.ancestor_helper();
     rodata.scope_ppid = settings.scope_ppid;
     rodata.scope_tree = settings.scope_tree;
+    rodata.describe = settings.describe;
     // Kill and ptrace events name their target's comm and executable where
     // the tracepoint evaluator can look the task up.
     rodata.tp_kfuncs = features.signal_task().yes();

@@ -104,12 +104,15 @@ pub struct Record<'a> {
     /// What the rule did.
     #[schemars(with = "ActionName")]
     pub action: &'static str,
-    /// The caller: thread group id (the pid user space sees), thread id,
-    /// parent's pid, real user and group ids.
+    /// The caller's thread group id: the pid user space sees.
     pub pid: u32,
+    /// The calling thread's id.
     pub tid: u32,
+    /// The caller's parent's pid (`real_parent`).
     pub ppid: u32,
+    /// Real user id.
     pub uid: u32,
+    /// Real group id.
     pub gid: u32,
     /// Effective uid.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -137,6 +140,7 @@ pub struct Record<'a> {
     /// The caller's cgroup v2 path, from the root.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<&'a str>,
+    /// The caller's cgroup v2 id (its directory's inode number).
     pub cgroup_id: u64,
     /// The container the cgroup path names, if it names one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -180,14 +184,16 @@ pub struct Record<'a> {
     /// The bpf() command of a `bpf` event (`BPF_PROG_LOAD`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bpf_cmd: Option<&'static str>,
-    /// Rate rules: matching calls counted in the window, and the window (ns).
+    /// Rate rules: matching calls counted in the window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// Rate rules: the window (ns).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window_ns: Option<u64>,
     /// The signal's name; absent for audit rules and a deny without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
+    /// The signal's number on this machine.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signal_nr: Option<i32>,
     /// Whom the signal is aimed at.

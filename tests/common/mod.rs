@@ -344,9 +344,14 @@ impl Reflex {
 
     #[track_caller]
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Reflex {
+        // --tree with the test's own pid: only for rules that also name an
+        // executable the test made (tests run side by side in one process).
         assert!(
-            args.contains(&"--ppid"),
-            "tests must scope every rule to their own processes with --ppid"
+            args.contains(&"--ppid")
+                || args
+                    .windows(2)
+                    .any(|w| w[0] == "--tree" && w[1] == std::process::id().to_string()),
+            "tests must scope every rule to their own processes with --ppid (or --tree)"
         );
         Reflex::spawn(args, env)
     }

@@ -352,40 +352,43 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 	e->target = rule->target;
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 
-	/* Who, what, where: in slot order (identity.h). */
-	put_caller(e, task);
-	if (ci->file)
-		put_file(e, REFLEX_STR_FILE, ci->file);
-	else if (ci->saved_path)
-		put_saved_path(e, ci->saved_path);
-	else if (ci->path)
-		put_user_path(e, ci->path);
-	if (ci->argv)
-		put_exec_argv(e, ci->argv);
-	if (ci->target) {
-		put_target(e, ci->target);
-	} else if (ci->target_pid) {
-		e->target_pid = ci->target_pid;
-		if (kfuncs && bpf_ksym_exists(bpf_task_from_pid)) {
-			struct task_struct *t = bpf_task_from_pid(ci->target_pid);
+	/* Who, what, where (identity.h). */
+	if (describe) {
+		put_caller(e, task);
+		if (ci->file)
+			put_file(e, REFLEX_STR_FILE, ci->file);
+		else if (ci->saved_path)
+			put_saved_path(e, ci->saved_path);
+		else if (ci->path)
+			put_user_path(e, ci->path);
+		if (ci->argv)
+			put_exec_argv(e, ci->argv);
+		if (ci->target) {
+			put_target(e, ci->target);
+		} else if (ci->target_pid) {
+			e->target_pid = ci->target_pid;
+			if (kfuncs && bpf_ksym_exists(bpf_task_from_pid)) {
+				struct task_struct *t = bpf_task_from_pid(ci->target_pid);
 
-			if (t) {
-				put_target(e, t);
-				bpf_task_release(t);
+				if (t) {
+					put_target(e, t);
+					bpf_task_release(t);
+				}
 			}
 		}
+		put_ancestors(e, task);
+		put_argv(e, task);
 	}
-	put_ancestors(e, task);
-	put_argv(e, task);
 
 	__u64 wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wake_at ? BPF_RB_FORCE_WAKEUP
-									   : BPF_RB_NO_WAKEUP;
+									      : BPF_RB_NO_WAKEUP;
 	if (reserved) {
 		bpf_ringbuf_submit(e, wake);
 	} else {
 		/* The header and the strings in use (`end` is at most
 		 * REFLEX_STR_MAX * REFLEX_STRING_MAX; the mask says so). */
-		__u64 size = offsetof(struct reflex_event, strings) + (e->end & (REFLEX_STRINGS_AREA - 1));
+		__u64 size = offsetof(struct reflex_event, strings) +
+			     (e->end & (REFLEX_STRINGS_AREA - 1));
 
 		if (bpf_ringbuf_output(&events, e, size, wake))
 			count(REFLEX_STAT_DROPPED);

@@ -172,8 +172,8 @@ static __always_inline void put_argv(struct reflex_event *e, struct task_struct 
 		len = REFLEX_STRING_MAX;
 		e->truncated |= 1 << REFLEX_STR_ARGV;
 	}
-	if (len && !bpf_probe_read_user(&e->strings[open_string(e, REFLEX_STR_ARGV) & AREA_MASK], len,
-					(void *)start))
+	if (len && !bpf_probe_read_user(&e->strings[open_string(e, REFLEX_STR_ARGV) & AREA_MASK],
+					len, (void *)start))
 		close_string(e, REFLEX_STR_ARGV, len);
 }
 

@@ -154,9 +154,9 @@ static __always_inline bool checks_pass(const struct reflex_rule *rule, const __
  * are compiled out.
  */
 static __always_inline struct reflex_rule *find_rule(const struct reflex_syscall *sc, __u32 set,
-						     long nr, const __u64 *values, const __u64 *file,
-						     struct task_struct *task, __u64 pid_tgid,
-						     __u32 *ppid, const bool test,
+						     long nr, const __u64 *values,
+						     const __u64 *file, struct task_struct *task,
+						     __u64 pid_tgid, __u32 *ppid, const bool test,
 						     const struct reflex_test_call *fake)
 {
 	struct reflex_match_key key = {.nr = (__u32)nr, .set = set};

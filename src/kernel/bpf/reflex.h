@@ -156,7 +156,7 @@ enum reflex_dim {
 	REFLEX_DIM_CGROUP,
 	REFLEX_DIM_EXE,
 	REFLEX_DIM_PARENT_EXE,
-	REFLEX_DIM_FILE, /* a hook's file: inode, device */
+	REFLEX_DIM_FILE,	 /* a hook's file: inode, device */
 	REFLEX_DIM_RET,		 /* at a syscall's exit: what it returned */
 	REFLEX_DIM_ANCESTOR,	 /* some ancestor's tgid (up to REFLEX_ANCESTOR_DEPTH) */
 	REFLEX_DIM_ANCESTOR_EXE, /* some ancestor's executable: inode, device */
@@ -336,7 +336,8 @@ enum reflex_string {
 	REFLEX_STR_EXEC_ARGV,	 /* an exec's new command line */
 	REFLEX_STR_TARGET_EXE,	 /* the executable of the process acted on */
 	REFLEX_STR_ANCESTOR_EXE, /* + i: ancestor i's executable (0: the parent) */
-	REFLEX_STR_ARGV = REFLEX_STR_ANCESTOR_EXE + REFLEX_ANCESTORS, /* the caller's command line */
+	REFLEX_STR_ARGV =
+		REFLEX_STR_ANCESTOR_EXE + REFLEX_ANCESTORS, /* the caller's command line */
 	REFLEX_STR_MAX,
 };
 
@@ -400,9 +401,9 @@ struct reflex_event {
 	__u64 start_ns;	   /* the process's start, on the boot-time clock (ns) */
 	__u64 parent_start_ns;
 	__u32 euid;
-	__u32 auid;	  /* login uid; 4294967295: unset */
-	__u32 sid;	  /* session id */
-	__u32 target_pid; /* the process acted on (kill, ptrace), 0: none */
+	__u32 auid;			   /* login uid; 4294967295: unset */
+	__u32 sid;			   /* session id */
+	__u32 target_pid;		   /* the process acted on (kill, ptrace), 0: none */
 	__u32 ancestors[REFLEX_ANCESTORS]; /* tgids; [0]: the parent; 0 past the top */
 	char parent_comm[REFLEX_COMM_LEN];
 	char target_comm[REFLEX_COMM_LEN];
@@ -435,7 +436,7 @@ enum reflex_identity {
  */
 struct reflex_test_call {
 	__u64 args[REFLEX_VALUES]; /* the arguments, then ret and duration */
-	__u64 exe[2]; /* inode, device */
+	__u64 exe[2];		   /* inode, device */
 	__u64 parent_exe[2];
 	__u64 cgroups[REFLEX_CGROUP_LEVELS]; /* ancestor ids by level; 0 past the depth */
 	__u64 comm[2];

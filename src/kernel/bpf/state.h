@@ -24,6 +24,9 @@ const volatile bool ancestor_helper = true;
 /* The tracepoint evaluator may call the task kfuncs (6.13+: set by user
  * space when the kernel has them), to describe a kill or ptrace target. */
 const volatile bool tp_kfuncs = false;
+/* Events name the process, its lineage and what the call was about (false
+ * only in the benchmark, to measure what that costs). */
+const volatile bool describe = true;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
