@@ -675,3 +675,85 @@ fn an_invalid_reload_keeps_the_rules_in_force() {
     assert!(!rules_fired(&out).is_empty());
     assert!(rules_fired(&out).iter().all(|r| r == "a"));
 }
+
+/// A folder laid out as kubelet lays out a ConfigMap volume: the files are
+/// symlinks through `..data`, itself a symlink to a timestamped folder.
+struct ConfigMapVolume {
+    dir: tempfile::TempDir,
+    version: u32,
+}
+
+impl ConfigMapVolume {
+    fn new(yaml: &str) -> ConfigMapVolume {
+        let mut v = ConfigMapVolume {
+            dir: tempfile::tempdir().unwrap(),
+            version: 0,
+        };
+        v.update(yaml);
+        std::os::unix::fs::symlink("..data/policy.yaml", v.dir.path().join("policy.yaml")).unwrap();
+        v
+    }
+
+    /// What kubelet's atomic writer does: the new files in a new folder, a
+    /// `..data_tmp` symlink to it renamed over `..data`, the old folder removed.
+    fn update(&mut self, yaml: &str) {
+        let root = self.dir.path();
+        self.version += 1;
+        let new = format!(
+            "..2026_12_03_10_00_0{}.{}",
+            self.version,
+            1000 + self.version
+        );
+        std::fs::create_dir(root.join(&new)).unwrap();
+        std::fs::write(root.join(&new).join("policy.yaml"), yaml).unwrap();
+        let old = std::fs::read_link(root.join("..data")).ok();
+        std::os::unix::fs::symlink(&new, root.join("..data_tmp")).unwrap();
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+        if let Some(old) = old {
+            std::fs::remove_dir_all(root.join(old)).unwrap();
+        }
+    }
+
+    fn arg(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+}
+
+#[test]
+fn a_configmap_update_reloads_once() {
+    if !root_or_skip("a_configmap_update_reloads_once") {
+        return;
+    }
+    let mut volume = ConfigMapVolume::new(RULE_A);
+    let target = launch(&strace());
+    let ppid = target.ppid.to_string();
+    let mut reflex = Reflex::start(&[volume.arg(), "--ppid", &ppid, "--json"]);
+    let reloads = |seen: &[String]| {
+        seen.iter()
+            .filter(|l| l.starts_with("reflex: reloaded") || l.contains("reload refused"))
+            .count()
+    };
+    volume.update(&RULE_A.replace("name: a", "name: c"));
+    reflex
+        .stderr
+        .wait_for("the reload", |l| l.starts_with("reflex: reloaded"));
+    // An invalid version: refused with the reason, the rules in force stay.
+    volume.update("rules:\n  - {name: d, syscall: ptrce, action: kill}\n");
+    reflex
+        .stderr
+        .wait_for("the refused reload", |l| l.contains("reload refused"));
+    reflex
+        .stderr
+        .wait_for("the reason", |l| l.contains("unknown syscall 'ptrce'"));
+    // Nothing else is reloaded meanwhile: one reload per swap.
+    std::thread::sleep(Duration::from_millis(500));
+    let (ended, _) = target.go();
+    let out = reflex.stop();
+    assert_eq!(reloads(&out.stderr), 2, "{:?}", out.stderr);
+    assert_eq!(ended, Ended::Exit(0), "rule c (audit) answers");
+    let fired = rules_fired(&out);
+    assert!(
+        !fired.is_empty() && fired.iter().all(|r| r == "c"),
+        "{fired:?}"
+    );
+}

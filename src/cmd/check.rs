@@ -221,7 +221,7 @@ pub fn rows(features: &Arc<Features>) -> Vec<Row> {
              execve rules still do",
         )
     });
-    rows.push(if features.signal_task().yes() {
+    rows.push(if probe::task_kfuncs() {
         row(
             "target identity",
             Status::Ok,

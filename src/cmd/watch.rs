@@ -1,7 +1,8 @@
 //! Notices changes to policy files: inotify on their folders (so editors
 //! that replace files by renaming are seen too), and on each folder's own
 //! parent, so that a folder removed and made again (a package, a deploy
-//! tool) is watched again, and says so. Never blocks.
+//! tool) is watched again, and says so; and the `..data` symlink swap by
+//! which kubelet updates a ConfigMap volume. Never blocks.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,10 @@ const IN_DIR: AddWatchFlags = AddWatchFlags::IN_CLOSE_WRITE
 const IN_PARENT: AddWatchFlags = AddWatchFlags::IN_CREATE
     .union(AddWatchFlags::IN_MOVED_TO)
     .union(AddWatchFlags::IN_ONLYDIR);
+
+/// The symlink a Kubernetes ConfigMap (or Secret, projected) volume swaps
+/// to deliver a new version of its files.
+const KUBERNETES_DATA: &str = "..data";
 
 fn is_policy(name: &Path) -> bool {
     name.extension().is_some_and(|x| x == "yaml" || x == "yml")
@@ -94,10 +99,14 @@ impl Watcher {
                             continue;
                         }
                         let Some(name) = &e.name else { continue };
-                        changed |= match &f.file {
-                            Some(file) => file == name,
-                            None => is_policy(Path::new(name)),
-                        };
+                        // Kubernetes updates a ConfigMap volume by renaming
+                        // a new `..data` symlink over the old one (the files
+                        // are symlinks through it): one change.
+                        changed |= name == KUBERNETES_DATA
+                            || match &f.file {
+                                Some(file) => file == name,
+                                None => is_policy(Path::new(name)),
+                            };
                     } else if f.parent == Some(e.wd)
                         && e.name.as_deref() == f.dir.file_name()
                         && f.wd.is_none()

@@ -88,6 +88,12 @@ pub fn kernel_release() -> String {
 }
 
 /// (major, minor) of the running kernel.
+/// Whether every program kind may call the task kfuncs (bpf_task_from_pid):
+/// Linux 6.13 or newer, by the version (no BTF to parse at start).
+pub fn task_kfuncs() -> bool {
+    kernel_version().is_some_and(|v| v >= (6, 13))
+}
+
 pub fn kernel_version() -> Option<(u32, u32)> {
     parse_version(&kernel_release())
 }

@@ -119,8 +119,12 @@ fn open_object<'a>(
     rodata.scope_tree = settings.scope_tree;
     rodata.describe = settings.describe;
     // Kill and ptrace events name their target's comm and executable where
-    // the tracepoint evaluator can look the task up.
-    rodata.tp_kfuncs = features.signal_task().yes();
+    // the tracepoint evaluator can look the task up: the task kfuncs of 6.13
+    // (bpf_send_signal_task's release), where every program kind may call
+    // them. By the version, not the BTF: parsing the kernel's BTF once more
+    // costs a start ~20 ms here and seconds under emulation; a kernel
+    // without the functions resolves them to nothing (bpf_ksym_exists).
+    rodata.task_kfuncs = crate::features::task_kfuncs();
     rodata.wake_at = if settings.wake_every_event {
         0
     } else {

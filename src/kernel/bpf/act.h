@@ -7,13 +7,6 @@
 #ifndef __REFLEX_ACT_H
 #define __REFLEX_ACT_H
 
-/* Signalling another task: kfuncs of 6.13+, used only by reflex_raw_k and
- * resolved to nothing where the kernel lacks them. */
-extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym __weak;
-extern void bpf_task_release(struct task_struct *p) __ksym __weak;
-extern int bpf_send_signal_task(struct task_struct *task, int sig, enum pid_type type,
-				u64 value) __ksym __weak;
-
 static __always_inline enum reflex_skip safety_check(struct task_struct *task, __u32 tgid)
 {
 	if (tgid == 1)
@@ -304,22 +297,14 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 
 	count_decision(set, rule->id, action);
 
-	__u32 zero = 0;
-	struct reflex_scratch *scratch_ = bpf_map_lookup_elem(&scratch, &zero);
+	struct reflex_scratch *slot = take_scratch();
 	struct reflex_event *e;
-	bool reserved = false;
 
-	if (scratch_ && !scratch_->busy) {
-		scratch_->busy = 1;
-		e = &scratch_->e;
-	} else {
-		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-		reserved = true;
-	}
-	if (!e) {
+	if (!slot) {
 		count(REFLEX_STAT_DROPPED);
 		return verdict;
 	}
+	e = &slot->e;
 	__u64 uid_gid = bpf_get_current_uid_gid();
 
 	__builtin_memset(e, 0, offsetof(struct reflex_event, strings));
@@ -354,47 +339,26 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 
 	/* Who, what, where (identity.h). */
 	if (describe) {
-		put_caller(e, task);
-		if (ci->file)
-			put_file(e, REFLEX_STR_FILE, ci->file);
-		else if (ci->saved_path)
-			put_saved_path(e, ci->saved_path);
-		else if (ci->path)
-			put_user_path(e, ci->path);
-		if (ci->argv)
-			put_exec_argv(e, ci->argv);
-		if (ci->target) {
-			put_target(e, ci->target);
-		} else if (ci->target_pid) {
-			e->target_pid = ci->target_pid;
-			if (kfuncs && bpf_ksym_exists(bpf_task_from_pid)) {
-				struct task_struct *t = bpf_task_from_pid(ci->target_pid);
-
-				if (t) {
-					put_target(e, t);
-					bpf_task_release(t);
-				}
-			}
-		}
-		put_ancestors(e, task);
-		put_argv(e, task);
+		slot->file = (__u64)ci->file;
+		slot->target = (__u64)ci->target;
+		slot->path = (__u64)ci->path;
+		slot->saved_path = (__u64)ci->saved_path;
+		slot->argv = (__u64)ci->argv;
+		slot->target_pid = ci->target_pid;
+		reflex_describe();
+	} else {
+		e->target_pid = ci->target_pid;
 	}
 
+	/* The header and the strings in use (`end` is at most REFLEX_STR_MAX *
+	 * REFLEX_STRING_MAX; the mask says so). */
+	__u64 size = offsetof(struct reflex_event, strings) + (e->end & (REFLEX_STRINGS_AREA - 1));
 	__u64 wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wake_at ? BPF_RB_FORCE_WAKEUP
 									      : BPF_RB_NO_WAKEUP;
-	if (reserved) {
-		bpf_ringbuf_submit(e, wake);
-	} else {
-		/* The header and the strings in use (`end` is at most
-		 * REFLEX_STR_MAX * REFLEX_STRING_MAX; the mask says so). */
-		__u64 size = offsetof(struct reflex_event, strings) +
-			     (e->end & (REFLEX_STRINGS_AREA - 1));
 
-		if (bpf_ringbuf_output(&events, e, size, wake))
-			count(REFLEX_STAT_DROPPED);
-		if (scratch_)
-			scratch_->busy = 0;
-	}
+	if (bpf_ringbuf_output(&events, e, size, wake))
+		count(REFLEX_STAT_DROPPED);
+	slot->busy = 0;
 	return verdict;
 }
 

@@ -139,6 +139,78 @@ static __always_inline bool checks_pass(const struct reflex_rule *rule, const __
 }
 
 /*
+ * Some ancestor is, or runs, what a selector names: the rules of table entry
+ * `sc` (point `nr` of set `set`) that its ancestor selectors leave, looking
+ * each ancestor up, the parent first, up to REFLEX_ANCESTOR_DEPTH. `test`
+ * as for find_rule().
+ */
+static __always_inline __u64 ancestor_mask(const struct reflex_syscall *sc, __u32 nr, __u32 set,
+					   struct task_struct *task, const bool test,
+					   const struct reflex_test_call *fake)
+{
+	struct reflex_match_key key = {.nr = nr, .set = set};
+	__u64 pos_pid = 0, neg_pid = 0, pos_exe = 0, neg_exe = 0, cand = ~0ULL;
+	struct task_struct *p = test ? NULL : BPF_CORE_READ(task, real_parent);
+
+	for (int i = 0; i < REFLEX_ANCESTOR_DEPTH; i++) {
+		__u32 tgid = test ? fake->ancestors[i] : (p ? BPF_CORE_READ(p, tgid) : 0);
+		struct reflex_match *m;
+
+		if (!tgid)
+			break;
+		if (sc->dims & (1U << REFLEX_DIM_ANCESTOR)) {
+			key.dim = REFLEX_DIM_ANCESTOR;
+			key.value[0] = tgid;
+			key.value[1] = 0;
+			m = bpf_map_lookup_elem(&matches, &key);
+			if (m) {
+				pos_pid |= m->pos;
+				neg_pid |= m->neg;
+			}
+		}
+		if (sc->dims & (1U << REFLEX_DIM_ANCESTOR_EXE)) {
+			key.dim = REFLEX_DIM_ANCESTOR_EXE;
+			if (test) {
+				key.value[0] = fake->ancestor_exes[i][0];
+				key.value[1] = fake->ancestor_exes[i][1];
+			} else {
+				file_key(BPF_CORE_READ(p, mm, exe_file), key.value);
+			}
+			m = bpf_map_lookup_elem(&matches, &key);
+			if (m) {
+				pos_exe |= m->pos;
+				neg_exe |= m->neg;
+			}
+		}
+		if (!test)
+			p = BPF_CORE_READ(p, real_parent);
+	}
+	if (sc->dims & (1U << REFLEX_DIM_ANCESTOR))
+		cand &= sc->free[REFLEX_DIM_ANCESTOR] | pos_pid |
+			(sc->negated[REFLEX_DIM_ANCESTOR] & ~neg_pid);
+	if (sc->dims & (1U << REFLEX_DIM_ANCESTOR_EXE))
+		cand &= sc->free[REFLEX_DIM_ANCESTOR_EXE] | pos_exe |
+			(sc->negated[REFLEX_DIM_ANCESTOR_EXE] & ~neg_exe);
+	return cand;
+}
+
+/*
+ * ancestor_mask() for the calling task, as a global function: the walk is
+ * verified once per program, not along every path into the matcher (16
+ * generations of lookups doubled the evaluator's verification).
+ */
+__attribute__((noinline)) __u64 reflex_ancestors(__u32 nr, __u32 set)
+{
+	__u32 idx = (set & 1) * REFLEX_MAX_SYSCALLS + (nr & (REFLEX_MAX_SYSCALLS - 1));
+	const struct reflex_syscall *sc = bpf_map_lookup_elem(&syscalls, &idx);
+
+	if (!sc)
+		return 0;
+	return ancestor_mask(sc, nr, set, (struct task_struct *)bpf_get_current_task(), false,
+			     NULL);
+}
+
+/*
  * The rule of `sc` that answers this call, or NULL: for each selector some
  * rule on this table entry uses, one hash lookup of (entry, selector, value)
  * gives the rules it satisfies as a bit mask; the masks are ANDed, and the
@@ -194,50 +266,8 @@ static __always_inline struct reflex_rule *find_rule(const struct reflex_syscall
 		} else file_key(BPF_CORE_READ(task, real_parent, mm, exe_file), key.value));
 
 	if (sc->dims & ((1U << REFLEX_DIM_ANCESTOR) | (1U << REFLEX_DIM_ANCESTOR_EXE))) {
-		/* Some ancestor is, or runs, what a selector names: look each
-		 * one up, the parent first, up to REFLEX_ANCESTOR_DEPTH. */
-		__u64 pos_pid = 0, neg_pid = 0, pos_exe = 0, neg_exe = 0;
-		struct task_struct *p = test ? NULL : BPF_CORE_READ(task, real_parent);
-
-		for (int i = 0; i < REFLEX_ANCESTOR_DEPTH; i++) {
-			__u32 tgid = test ? fake->ancestors[i] : (p ? BPF_CORE_READ(p, tgid) : 0);
-			struct reflex_match *m;
-
-			if (!tgid)
-				break;
-			if (sc->dims & (1U << REFLEX_DIM_ANCESTOR)) {
-				key.dim = REFLEX_DIM_ANCESTOR;
-				key.value[0] = tgid;
-				key.value[1] = 0;
-				m = bpf_map_lookup_elem(&matches, &key);
-				if (m) {
-					pos_pid |= m->pos;
-					neg_pid |= m->neg;
-				}
-			}
-			if (sc->dims & (1U << REFLEX_DIM_ANCESTOR_EXE)) {
-				key.dim = REFLEX_DIM_ANCESTOR_EXE;
-				if (test) {
-					key.value[0] = fake->ancestor_exes[i][0];
-					key.value[1] = fake->ancestor_exes[i][1];
-				} else {
-					file_key(BPF_CORE_READ(p, mm, exe_file), key.value);
-				}
-				m = bpf_map_lookup_elem(&matches, &key);
-				if (m) {
-					pos_exe |= m->pos;
-					neg_exe |= m->neg;
-				}
-			}
-			if (!test)
-				p = BPF_CORE_READ(p, real_parent);
-		}
-		if (sc->dims & (1U << REFLEX_DIM_ANCESTOR))
-			cand &= sc->free[REFLEX_DIM_ANCESTOR] | pos_pid |
-				(sc->negated[REFLEX_DIM_ANCESTOR] & ~neg_pid);
-		if (sc->dims & (1U << REFLEX_DIM_ANCESTOR_EXE))
-			cand &= sc->free[REFLEX_DIM_ANCESTOR_EXE] | pos_exe |
-				(sc->negated[REFLEX_DIM_ANCESTOR_EXE] & ~neg_exe);
+		cand &= test ? ancestor_mask(sc, key.nr, set, task, true, fake)
+			     : reflex_ancestors(key.nr, set);
 		if (!cand)
 			return 0;
 	}

@@ -263,7 +263,7 @@ int reflex_tp_eval(void *ctx)
 		return 0;
 	for (int i = 0; i < 6; i++)
 		values[i] = call->args[i];
-	evaluate(sc, set, call->nr, values, &ci, tp_kfuncs);
+	evaluate(sc, set, call->nr, values, &ci, task_kfuncs);
 	return 0;
 }
 

@@ -63,7 +63,7 @@ enum reflex_limit {
 	 * the packed strings, masked by it less one, is always in bounds. */
 	REFLEX_STRINGS_AREA = 4096,
 	/* Path components walked from a file up to its root. */
-	REFLEX_PATH_DEPTH = 32,
+	REFLEX_PATH_DEPTH = 16,
 	/* Cgroup path components walked up to the root cgroup. */
 	REFLEX_CGROUP_DEPTH = 16,
 	/* Ancestors an event names (pid, executable): the parent first. */

@@ -21,12 +21,19 @@ const volatile __u64 wake_at = 0;
 /* Tracing programs may call bpf_get_current_ancestor_cgroup_id (not on 5.10:
  * then the ancestors are read from the task's cgroup). Set by user space. */
 const volatile bool ancestor_helper = true;
-/* The tracepoint evaluator may call the task kfuncs (6.13+: set by user
- * space when the kernel has them), to describe a kill or ptrace target. */
-const volatile bool tp_kfuncs = false;
+/* The kernel has the task kfuncs (6.13+: set by user space): events name a
+ * kill or ptrace syscall's target, and the tracepoint evaluator may use them. */
+const volatile bool task_kfuncs = false;
 /* Events name the process, its lineage and what the call was about (false
  * only in the benchmark, to measure what that costs). */
 const volatile bool describe = true;
+
+/* Looking up and signalling another task: kfuncs of 6.13+, resolved to
+ * nothing where the kernel lacks them (calls guarded by constants). */
+extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym __weak;
+extern void bpf_task_release(struct task_struct *p) __ksym __weak;
+extern int bpf_send_signal_task(struct task_struct *task, int sig, enum pid_type type,
+				u64 value) __ksym __weak;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -42,20 +49,55 @@ struct {
 
 /* An event is built here and copied to the ring buffer with only the bytes
  * it uses (a reserved record has a fixed size: ~4.6 KB with room for every
- * string). `busy`: in use on this CPU (a program that interrupts another,
- * the sampler's NMI, reserves a whole record instead). */
+ * string). One slot per level of nesting on a CPU: a program runs in a
+ * task, and another may interrupt it from an interrupt or an NMI (the
+ * sampler); each takes the first free slot, and finishes before the one it
+ * interrupted goes on, so the deepest busy slot is always the current one. */
+#define SCRATCH_SLOTS 3
+
 struct reflex_scratch {
 	__u32 busy;
-	__u32 _pad;
+	__u32 target_pid; /* a syscall's target pid (kill, ptrace) */
+	/* What the call is about, by address (identity.h: struct call_info),
+	 * for reflex_describe(), which reads them from here. */
+	__u64 file, target, path, saved_path, argv;
 	struct reflex_event e;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, SCRATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct reflex_scratch);
 } scratch SEC(".maps");
+
+/* A free slot, taken; NULL when all are busy. */
+static __always_inline struct reflex_scratch *take_scratch(void)
+{
+	for (__u32 i = 0; i < SCRATCH_SLOTS; i++) {
+		__u32 key = i;
+		struct reflex_scratch *s = bpf_map_lookup_elem(&scratch, &key);
+
+		if (s && !s->busy) {
+			s->busy = 1;
+			return s;
+		}
+	}
+	return NULL;
+}
+
+/* The slot the running program took: the deepest busy one. */
+static __always_inline struct reflex_scratch *current_scratch(void)
+{
+	for (__u32 i = SCRATCH_SLOTS; i > 0; i--) {
+		__u32 key = i - 1;
+		struct reflex_scratch *s = bpf_map_lookup_elem(&scratch, &key);
+
+		if (s && s->busy)
+			return s;
+	}
+	return NULL;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
