@@ -551,11 +551,18 @@ fn no_call_escapes_across_reloads() {
 }
 
 fn reloads_under(how: &str) {
-    const CALLS: u64 = 30_000;
+    // Each answer is an event that user space decodes with its identity;
+    // under emulation (the matrix's VMs) 3,000 a second kept reflex's loop
+    // so busy that only 3 reloads fitted in 10 s on 5.10: a third of them.
+    let calls: u64 = if std::env::var_os("REFLEX_MATRIX_VM").is_some() {
+        10_000
+    } else {
+        30_000
+    };
     let policy = PolicyFile::new(RULE_A);
     let target = launch(&caller_cmd(&[
         "paced",
-        &CALLS.to_string(),
+        &calls.to_string(),
         // Long enough for ten reloads in the slowest emulated VM (seven
         // or eight fitted in 6 s on Debian's 6.1 under TCG).
         "10",
@@ -625,18 +632,18 @@ fn reloads_under(how: &str) {
     let missed = out.summary("missed");
     let answered = fired.len() as u64;
     assert!(
-        answered <= CALLS,
-        "{how}: {answered} answers to {CALLS} calls"
+        answered <= calls,
+        "{how}: {answered} answers to {calls} calls"
     );
     assert!(
-        CALLS - answered <= missed,
-        "{how}: {} of {CALLS} calls were not answered across {reloads} reloads, and the \
+        calls - answered <= missed,
+        "{how}: {} of {calls} calls were not answered across {reloads} reloads, and the \
          kernel skipped reflex's program only {missed} times",
-        CALLS - answered
+        calls - answered
     );
     if missed > 0 {
         eprintln!(
-            "{how}: the kernel skipped reflex's program {missed} times; {answered} of {CALLS} calls answered"
+            "{how}: the kernel skipped reflex's program {missed} times; {answered} of {calls} calls answered"
         );
     }
     let reload_lines: Vec<&String> = out.stderr.iter().filter(|l| l.contains("reload")).collect();

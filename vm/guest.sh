@@ -6,9 +6,9 @@ out=$1; reflex=$2; shift 2
 mountpoint -q /sys/kernel/security 2>/dev/null || mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 grep -q " cgroup2 " /proc/mounts || mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null
 export REFLEX_REQUIRE_ROOT_TESTS=1
-# tests/stop.rs starts reflex 2 x N times per trigger kind: 10 natively, 3
+# tests/stop.rs starts reflex 2 x N times per trigger kind: 10 natively, 2
 # under emulation, where each start takes seconds.
-[ -n "${REFLEX_MATRIX_VM:-}" ] && export REFLEX_STOP_REPETITIONS=3
+[ -n "${REFLEX_MATRIX_VM:-}" ] && export REFLEX_STOP_REPETITIONS=2
 cd "$(dirname "$0")/.."
 uname -r > "$out/kernel"
 "$reflex" check > "$out/check.txt" 2>&1
