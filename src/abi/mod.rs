@@ -57,6 +57,16 @@ pub fn bytes<T: plain::Plain>(v: &T) -> &[u8] {
     unsafe { plain::as_bytes(v) }
 }
 
+/// A boundary value from a record that carries only its first bytes (an
+/// event's strings in use): the rest reads as zeros. None when longer.
+pub fn read_prefix<T: plain::Plain + Default>(bytes: &[u8]) -> Option<Box<T>> {
+    let mut v = Box::<T>::default();
+    // SAFETY: T is Plain: any bytes are a valid T.
+    let whole = unsafe { plain::as_mut_bytes(&mut *v) };
+    whole.get_mut(..bytes.len())?.copy_from_slice(bytes);
+    Some(v)
+}
+
 /// A boundary value from the kernel's bytes (a ring buffer record, a map
 /// value), whatever their alignment; None when there are too few.
 pub fn read<T: plain::Plain + Default>(bytes: &[u8]) -> Option<T> {

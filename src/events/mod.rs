@@ -222,9 +222,7 @@ impl Event {
                 want: whole,
             });
         }
-        let mut whole_bytes = vec![0u8; whole];
-        whole_bytes[..bytes.len()].copy_from_slice(bytes);
-        let raw: Box<reflex_event> = Box::new(abi::read(&whole_bytes).expect("sized above"));
+        let raw: Box<reflex_event> = abi::read_prefix(bytes).expect("sized above");
         Event::from_raw(&raw, clock, rules)
     }
 
@@ -399,6 +397,15 @@ pub(crate) mod tests {
         raw.result = -libc::EAGAIN;
         let e = Event::from_raw(&raw, &Clock::new(), &names()).unwrap();
         assert_eq!(e.outcome, Outcome::Failed(Errno::EAGAIN));
+    }
+
+    #[test]
+    fn a_record_carries_its_strings_in_use_only() {
+        let raw = raw_event();
+        let header = std::mem::offset_of!(reflex_event, strings);
+        let e = Event::decode(&abi::bytes(&raw)[..header], &Clock::new(), &names()).unwrap();
+        assert_eq!(e.pid, 4242);
+        assert_eq!(e.identity.process.exe, None);
     }
 
     #[test]

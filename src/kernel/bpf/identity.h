@@ -91,20 +91,21 @@ static __always_inline void put_path(struct reflex_event *e, int s, struct dentr
 				     struct vfsmount *vfsmnt)
 {
 	struct mount *mnt = (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt);
-	struct dentry *leaf = d;
+	struct dentry *leaf = d, *root = BPF_CORE_READ(mnt, mnt.mnt_root);
 	__u32 base = open_string(e, s), off = 0;
 	int i;
 
 	for (i = 0; i < REFLEX_PATH_DEPTH; i++) {
 		struct dentry *parent = BPF_CORE_READ(d, d_parent);
 
-		if (d == BPF_CORE_READ(mnt, mnt.mnt_root)) {
+		if (d == root) {
 			struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
 
 			if (!up || up == mnt)
 				break; /* the namespace's root */
 			d = BPF_CORE_READ(mnt, mnt_mountpoint);
 			mnt = up;
+			root = BPF_CORE_READ(mnt, mnt.mnt_root);
 			continue;
 		}
 		if (!d || d == parent)
