@@ -159,6 +159,11 @@ pub struct RunArgs {
     /// (one per syscall) or raw (one tp_btf/sys_enter program).
     #[arg(long, value_name = "HOW", default_value = "auto")]
     pub attach: Choice,
+    /// Resolve the policies' paths, users and groups under DIR, where the
+    /// host's `/` is mounted (in a container; by default, there, through
+    /// /proc/1/root).
+    #[arg(long, value_name = "DIR")]
+    pub host_root: Option<PathBuf>,
     /// Benchmark only: every rule in monitor mode, and reflex sends the
     /// signal itself with kill() after reading the event (the old path).
     #[cfg(feature = "bench")]
@@ -178,6 +183,10 @@ pub struct ValidateArgs {
     /// Resolve syscall names for this architecture (x86_64 or aarch64).
     #[arg(long, value_name = "ARCH")]
     pub arch: Option<Arch>,
+    /// Resolve paths, users and groups under DIR, where the host's `/` is
+    /// mounted (as `run --host-root`).
+    #[arg(long, value_name = "DIR")]
+    pub host_root: Option<PathBuf>,
 }
 
 /// A pid as the command line gives it: 0 is let through for `conflicts` to

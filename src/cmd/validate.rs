@@ -8,7 +8,19 @@ use crate::policy::{self, Diagnostic, Diagnostics, Env, Point, Trigger};
 use crate::rules;
 
 pub fn validate(args: &ValidateArgs, features: &Features) -> ExitCode {
-    let mut env = Env::host();
+    let mut env = match Env::host_at(args.host_root.as_deref()) {
+        Ok(env) => env,
+        Err(e) => {
+            eprintln!(
+                "reflex: error: --host-root {}: {e}",
+                args.host_root.clone().unwrap_or_default().display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(view) = env.host.view() {
+        println!("names resolved in {view}");
+    }
     if let Some(arch) = args.arch {
         env.arch = arch;
     }

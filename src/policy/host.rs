@@ -2,12 +2,19 @@
 //! groups by name, files by path (as the kernel identifies them), cgroups by
 //! path, pidfiles, and the kernel's sampling limit. Checking a policy asks
 //! only this, so it can be tested — and run — against a given view of a host
-//! ([`Fixture`]) as well as the live one ([`Live`]).
+//! ([`Fixture`]) as well as the live one ([`Live`]) — which, in a container,
+//! is the host's: paths, users and groups resolved through /proc/1/root (or
+//! `--host-root`), since the kernel's programs see the host's files.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 
 use super::files;
 
@@ -39,18 +46,146 @@ pub trait Host: fmt::Debug + Send + Sync {
     /// The kernel's highest perf sampling rate
     /// (`/proc/sys/kernel/perf_event_max_sample_rate`), if it says.
     fn max_sample_rate(&self) -> Option<u64>;
+    /// Whose view names are resolved in, when it is not reflex's own (the
+    /// host's, from a container): for the banner.
+    fn view(&self) -> Option<String> {
+        None
+    }
 }
 
-/// This machine, as reflex sees it.
+/// The host's root filesystem seen from inside a container: paths resolve
+/// in it as they do on the host (absolute symlinks included), and users and
+/// groups come from its /etc/passwd and /etc/group.
+#[derive(Debug, Clone)]
+pub struct Root {
+    /// `/proc/1/root`, or where the host's `/` is mounted (`--host-root`).
+    dir: PathBuf,
+    fd: Arc<OwnedFd>,
+    /// The mount table paths under it resolve in.
+    mountinfo: PathBuf,
+}
+
+const PID1_ROOT: &str = "/proc/1/root";
+
+impl Root {
+    pub fn open(dir: &Path) -> std::io::Result<Root> {
+        let fd = nix::fcntl::open(
+            dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        let mountinfo = if dir == Path::new(PID1_ROOT) {
+            "/proc/1/mountinfo"
+        } else {
+            "/proc/self/mountinfo"
+        };
+        Ok(Root {
+            dir: dir.to_path_buf(),
+            fd: Arc::new(fd),
+            mountinfo: mountinfo.into(),
+        })
+    }
+
+    /// `path` opened as the host resolves it: `..` and absolute symlinks stay
+    /// inside the root.
+    fn open_in(&self, path: &str, flags: OFlag) -> std::io::Result<OwnedFd> {
+        let how = OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT);
+        Ok(openat2(&*self.fd, path, how)?)
+    }
+
+    fn read(&self, path: &str) -> std::io::Result<String> {
+        let mut text = String::new();
+        std::fs::File::from(self.open_in(path, OFlag::O_RDONLY)?).read_to_string(&mut text)?;
+        Ok(text)
+    }
+
+    /// An id by name from an /etc/passwd or /etc/group of the root
+    /// (`name:password:id:…`).
+    fn id(&self, table: &str, name: &str) -> Option<u32> {
+        self.read(table).ok()?.lines().find_map(|l| {
+            let mut f = l.split(':');
+            (f.next()? == name).then(|| f.nth(1)?.parse().ok())?
+        })
+    }
+
+    /// Where the host mounts cgroup v2, under this root.
+    fn cgroup2(&self) -> Option<PathBuf> {
+        let mounts = if self.dir == Path::new(PID1_ROOT) {
+            std::fs::read_to_string("/proc/1/mounts").ok()
+        } else {
+            None
+        };
+        let at = mounts
+            .as_deref()
+            .and_then(|m| {
+                m.lines().find_map(|l| {
+                    let mut f = l.split_whitespace();
+                    let (_, at, fstype) = (f.next()?, f.next()?, f.next()?);
+                    (fstype == "cgroup2").then(|| at.to_string())
+                })
+            })
+            .unwrap_or_else(|| "/sys/fs/cgroup".into());
+        Some(self.dir.join(at.trim_start_matches('/')))
+    }
+}
+
+/// Whether reflex runs in a mount namespace other than pid 1's: in a
+/// container, where its own paths are not the host's.
+pub fn in_container() -> bool {
+    match (
+        std::fs::read_link("/proc/self/ns/mnt"),
+        std::fs::read_link("/proc/1/ns/mnt"),
+    ) {
+        (Ok(own), Ok(init)) => own != init,
+        _ => false,
+    }
+}
+
+/// This machine, as reflex sees it, or as its host does (`root`).
 #[derive(Debug, Clone)]
 pub struct Live {
     cgroup_root: Option<PathBuf>,
+    root: Option<Root>,
+    /// Why a container's reflex resolves in its own view after all.
+    own_view_why: Option<String>,
 }
 
 impl Live {
+    /// Reflex's own view on a host; the host's (through /proc/1/root) in a
+    /// container.
     pub fn new() -> Live {
+        if !in_container() {
+            return Live::with_root(None);
+        }
+        match Root::open(Path::new(PID1_ROOT)) {
+            Ok(root) => Live::with_root(Some(root)),
+            Err(e) => Live {
+                own_view_why: Some(format!(
+                    "reflex's own: it runs in a container, but {PID1_ROOT} cannot be opened \
+                     ({e}); mount the host's / and pass --host-root, or paths name the \
+                     container's files"
+                )),
+                ..Live::with_root(None)
+            },
+        }
+    }
+
+    /// Names resolved under `dir`, the host's `/` mounted there.
+    pub fn at(dir: &Path) -> std::io::Result<Live> {
+        Ok(Live::with_root(Some(Root::open(dir)?)))
+    }
+
+    fn with_root(root: Option<Root>) -> Live {
+        let cgroup_root = match &root {
+            Some(r) => r.cgroup2(),
+            None => cgroup2_root(),
+        };
         Live {
-            cgroup_root: cgroup2_root(),
+            cgroup_root,
+            root,
+            own_view_why: None,
         }
     }
 }
@@ -78,6 +213,9 @@ fn io(e: std::io::Error) -> FileError {
 
 impl Host for Live {
     fn user(&self, name: &str) -> Option<u32> {
+        if let Some(root) = &self.root {
+            return root.id("/etc/passwd", name);
+        }
         nix::unistd::User::from_name(name)
             .ok()
             .flatten()
@@ -85,6 +223,9 @@ impl Host for Live {
     }
 
     fn group(&self, name: &str) -> Option<u32> {
+        if let Some(root) = &self.root {
+            return root.id("/etc/group", name);
+        }
         nix::unistd::Group::from_name(name)
             .ok()
             .flatten()
@@ -92,11 +233,21 @@ impl Host for Live {
     }
 
     fn file(&self, path: &str) -> Result<(u32, u64), FileError> {
-        let meta = std::fs::metadata(path).map_err(io)?;
-        if !meta.is_file() {
+        let Some(root) = &self.root else {
+            let meta = std::fs::metadata(path).map_err(io)?;
+            if !meta.is_file() {
+                return Err(FileError::NotAFile);
+            }
+            return files::identity(Path::new(path)).map_err(io);
+        };
+        // The file as the host resolves the path, looked at through the
+        // descriptor.
+        let fd = root.open_in(path, OFlag::O_PATH).map_err(io)?;
+        let at = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        if !std::fs::metadata(&at).map_err(io)?.is_file() {
             return Err(FileError::NotAFile);
         }
-        files::identity(Path::new(path)).map_err(io)
+        files::identity_in(&at, &root.mountinfo).map_err(io)
     }
 
     fn cgroup_root(&self) -> Option<PathBuf> {
@@ -118,15 +269,31 @@ impl Host for Live {
     }
 
     fn read(&self, path: &str) -> Result<String, String> {
-        std::fs::read_to_string(path)
-            .map(|t| t.trim().to_string())
-            .map_err(|e| e.to_string())
+        match &self.root {
+            Some(root) => root.read(path),
+            None => std::fs::read_to_string(path),
+        }
+        .map(|t| t.trim().to_string())
+        .map_err(|e| e.to_string())
     }
 
     fn max_sample_rate(&self) -> Option<u64> {
         std::fs::read_to_string("/proc/sys/kernel/perf_event_max_sample_rate")
             .ok()
             .and_then(|v| v.trim().parse().ok())
+    }
+
+    fn view(&self) -> Option<String> {
+        let Some(root) = self.root.as_ref() else {
+            return self.own_view_why.clone();
+        };
+        Some(if root.dir == Path::new(PID1_ROOT) {
+            "the host's, through /proc/1/root (reflex runs in a container: its mount \
+             namespace is not pid 1's)"
+                .into()
+        } else {
+            format!("the host's, under --host-root {}", root.dir.display())
+        })
     }
 }
 
@@ -186,5 +353,48 @@ impl Host for Fixture {
 
     fn max_sample_rate(&self) -> Option<u64> {
         self.max_sample_rate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A root laid out as a host's: its absolute symlinks lead inside it, and
+    /// its users are its own.
+    #[test]
+    fn a_host_root_resolves_inside_itself() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::fs::write(r.join("usr/bin/tool"), "x").unwrap();
+        std::os::unix::fs::symlink("/usr/bin", r.join("bin")).unwrap();
+        std::fs::write(
+            r.join("etc/passwd"),
+            "root:x:0:0::/:/bin/sh\nsvc:x:812:812::/:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(r.join("etc/group"), "svc:x:913:\n").unwrap();
+        std::fs::write(r.join("pid"), " 4242\n").unwrap();
+        let live = Live::at(r).unwrap();
+        let inside = files::identity(&r.join("usr/bin/tool")).unwrap();
+        assert_eq!(
+            live.file("/bin/tool"),
+            Ok(inside),
+            "/bin -> /usr/bin, in the root"
+        );
+        assert_eq!(
+            live.file("/../../usr/bin/tool"),
+            Ok(inside),
+            ".. stops at the root"
+        );
+        assert_eq!(live.file("/usr/bin"), Err(FileError::NotAFile));
+        assert!(matches!(live.file("/nowhere"), Err(FileError::Io(_))));
+        assert_eq!(live.user("svc"), Some(812));
+        assert_eq!(live.user("daemon-not-there"), None);
+        assert_eq!(live.group("svc"), Some(913));
+        assert_eq!(live.read("/pid"), Ok("4242".to_string()));
+        assert!(live.view().unwrap().contains("--host-root"));
     }
 }

@@ -42,12 +42,24 @@ pub struct Env {
 }
 
 impl Env {
-    /// This machine.
+    /// This machine (the host's view of it, in a container).
     pub fn host() -> Env {
         Env {
             arch: Arch::host(),
             host: Arc::new(Live::new()),
         }
+    }
+
+    /// This machine, with the host's `/` mounted at `root` (`--host-root`),
+    /// or as [`Env::host`] decides.
+    pub fn host_at(root: Option<&std::path::Path>) -> std::io::Result<Env> {
+        let Some(root) = root else {
+            return Ok(Env::host());
+        };
+        Ok(Env {
+            arch: Arch::host(),
+            host: Arc::new(Live::at(root)?),
+        })
     }
 }
 
