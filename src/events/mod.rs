@@ -319,6 +319,14 @@ impl Event {
 
 /// This machine's host name, as events name it (`node`).
 pub fn node_name() -> String {
+    // In a container the host name is the container's: a DaemonSet names the
+    // node with the downward API (`spec.nodeName`).
+    if let Some(node) = std::env::var("REFLEX_NODE_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+    {
+        return node;
+    }
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

@@ -97,7 +97,7 @@ pub struct ContainerRecord<'a> {
 pub struct Record<'a> {
     /// When the kernel decided: RFC 3339, UTC, nanoseconds.
     pub time: String,
-    /// This machine's host name.
+    /// This machine's host name (or $REFLEX_NODE_NAME: a Kubernetes node).
     pub node: &'a str,
     /// The rule that decided, by name.
     pub rule: &'a str,
