@@ -348,3 +348,33 @@ fn the_unit_file_verifies() {
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.trim().is_empty(), "{text}");
 }
+
+#[test]
+fn the_kubernetes_manifests_validate() {
+    // Offline, against the Kubernetes schemas (there is no cluster here); and
+    // the policies the ConfigMap delivers, by reflex itself.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes");
+    let files = ["namespace.yaml", "configmap.yaml", "daemonset.yaml"].map(|f| format!("{dir}/{f}"));
+    let out = std::process::Command::new("kubernetes-validate")
+        .args(["--strict"])
+        .args(&files)
+        .output()
+        .expect("kubernetes-validate runs (./dev test installs it from PyPI)");
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches(" passed for resource ").count(), 3, "{text}");
+    let configmap: serde_json::Value = serde_json::to_value(
+        serde_saphyr::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(format!("{dir}/configmap.yaml")).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let policies = tempfile::tempdir().unwrap();
+    for (name, text) in configmap["data"].as_object().unwrap() {
+        std::fs::write(policies.path().join(name), text.as_str().unwrap()).unwrap();
+    }
+    let out = common::reflex_once(&["validate", policies.path().to_str().unwrap()], true);
+    assert_eq!(out.code, Some(0), "{:?}", out.stdout);
+}
