@@ -354,7 +354,8 @@ fn the_kubernetes_manifests_validate() {
     // Offline, against the Kubernetes schemas (there is no cluster here); and
     // the policies the ConfigMap delivers, by reflex itself.
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes");
-    let files = ["namespace.yaml", "configmap.yaml", "daemonset.yaml"].map(|f| format!("{dir}/{f}"));
+    let files =
+        ["namespace.yaml", "configmap.yaml", "daemonset.yaml"].map(|f| format!("{dir}/{f}"));
     let out = std::process::Command::new("kubernetes-validate")
         .args(["--strict"])
         .args(&files)
