@@ -101,13 +101,9 @@ impl Root {
         Ok(text)
     }
 
-    /// An id by name from an /etc/passwd or /etc/group of the root
-    /// (`name:password:id:…`).
+    /// An id by name from an /etc/passwd or /etc/group of the root.
     fn id(&self, table: &str, name: &str) -> Option<u32> {
-        self.read(table).ok()?.lines().find_map(|l| {
-            let mut f = l.split(':');
-            (f.next()? == name).then(|| f.nth(1)?.parse().ok())?
-        })
+        id_in(&self.read(table).ok()?, name)
     }
 
     /// Where the host mounts cgroup v2, under this root.
@@ -129,6 +125,23 @@ impl Root {
             .unwrap_or_else(|| "/sys/fs/cgroup".into());
         Some(self.dir.join(at.trim_start_matches('/')))
     }
+}
+
+/// An id by name in the text of an /etc/passwd or /etc/group
+/// (`name:password:id:…`).
+fn id_in(table: &str, name: &str) -> Option<u32> {
+    table.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then(|| f.nth(1)?.parse().ok())?
+    })
+}
+
+/// A user or group by name in this system's own tables. The static build
+/// reads the files: a statically linked C library's name service loads
+/// modules it cannot, and crashed (a unit test met it).
+#[cfg(feature = "static")]
+fn own_id(table: &str, name: &str) -> Option<u32> {
+    id_in(&std::fs::read_to_string(table).ok()?, name)
 }
 
 /// Whether reflex runs in a mount namespace other than pid 1's: in a
@@ -216,6 +229,9 @@ impl Host for Live {
         if let Some(root) = &self.root {
             return root.id("/etc/passwd", name);
         }
+        #[cfg(feature = "static")]
+        return own_id("/etc/passwd", name);
+        #[cfg(not(feature = "static"))]
         nix::unistd::User::from_name(name)
             .ok()
             .flatten()
@@ -226,6 +242,9 @@ impl Host for Live {
         if let Some(root) = &self.root {
             return root.id("/etc/group", name);
         }
+        #[cfg(feature = "static")]
+        return own_id("/etc/group", name);
+        #[cfg(not(feature = "static"))]
         nix::unistd::Group::from_name(name)
             .ok()
             .flatten()

@@ -14,14 +14,23 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub const REFLEX: &str = env!("CARGO_BIN_EXE_reflex");
-const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a test waits for what should take a moment: 30 s natively; 90 s
+/// in the matrix's emulated VMs, where a reflex start takes seconds and
+/// tests run side by side on two emulated CPUs.
+fn timeout() -> Duration {
+    if std::env::var_os("REFLEX_MATRIX_VM").is_some() {
+        Duration::from_secs(90)
+    } else {
+        Duration::from_secs(30)
+    }
+}
 
 /// `cmd.spawn()`, again while the executable is "busy" (ETXTBSY): a test's
 /// fresh copy of an executable is, while a child forked meanwhile by another
 /// test still holds the copy's write descriptor, until that child execs.
 #[track_caller]
 pub fn spawn(cmd: &mut Command) -> Child {
-    let deadline = Instant::now() + TIMEOUT;
+    let deadline = Instant::now() + timeout();
     loop {
         match cmd.spawn() {
             Ok(child) => return child,
@@ -117,7 +126,7 @@ impl Lines {
     /// Waits for a line satisfying `pred` and returns it.
     #[track_caller]
     pub fn wait_for(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        self.wait_for_within(what, TIMEOUT, pred)
+        self.wait_for_within(what, timeout(), pred)
     }
 
     /// [`Lines::wait_for`], waiting up to `wait`.
@@ -148,7 +157,7 @@ impl Lines {
 
     /// Everything until the stream closes.
     pub fn rest(&mut self) -> Vec<String> {
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + timeout();
         while let Ok(line) = self
             .rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -223,7 +232,7 @@ impl Launched {
     /// lines it printed.
     #[track_caller]
     pub fn go(self) -> (Ended, Vec<String>) {
-        self.go_within(TIMEOUT)
+        self.go_within(timeout())
     }
 
     /// [`Launched::go`] for a command that may run longer (up to `wait`).
@@ -418,7 +427,7 @@ impl Reflex {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig);
         // reflex detaches, resumes what it paused and prints its summary:
         // a hang there is a failure of its own, not a stuck suite.
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + timeout();
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 break status;
@@ -427,7 +436,8 @@ impl Reflex {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 panic!(
-                    "reflex did not exit within {TIMEOUT:?} of {sig}; its stderr:\n{}",
+                    "reflex did not exit within {:?} of {sig}; its stderr:\n{}",
+                    timeout(),
                     self.stderr.rest().join("\n")
                 );
             }
@@ -649,7 +659,7 @@ pub fn http_get(address: &str, path: &str) -> (u16, String) {
 pub fn try_http_get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_read_timeout(Some(timeout()))?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
     let mut text = String::new();
     stream.read_to_string(&mut text)?;
