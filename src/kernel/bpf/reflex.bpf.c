@@ -129,13 +129,17 @@ static const struct timed_path no_path = {};
 static __always_inline void time_entry(const struct reflex_syscall *sc, long nr, __u32 set,
 				       const __u64 *args)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct reflex_start start = {.ns = bpf_ktime_get_ns(), .nr = nr, .set = set};
+	__u32 tid;
+	struct reflex_start start;
 	struct timed_path *saved;
 	__u8 a = sc->path_arg;
 
+	/* Calls no exit rule times pay nothing here (the helpers below are
+	 * calls the compiler cannot move past this test). */
 	if (!sc->timed)
 		return;
+	tid = (__u32)bpf_get_current_pid_tgid();
+	start = (struct reflex_start){.ns = bpf_ktime_get_ns(), .nr = nr, .set = set};
 	for (int i = 0; i < 6; i++)
 		start.args[i] = args[i];
 	bpf_map_update_elem(&starts, &tid, &start, BPF_ANY);
