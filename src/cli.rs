@@ -164,6 +164,10 @@ pub struct RunArgs {
     /// /proc/1/root).
     #[arg(long, value_name = "DIR")]
     pub host_root: Option<PathBuf>,
+    /// Say on stderr how long each stage of start-up and of every reload
+    /// took, and the kernel's verification time for each program.
+    #[arg(long)]
+    pub timings: bool,
     /// Benchmark only: every rule in monitor mode, and reflex sends the
     /// signal itself with kill() after reading the event (the old path).
     #[cfg(feature = "bench")]

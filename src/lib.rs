@@ -30,3 +30,4 @@ pub mod signal;
 pub mod sinks;
 pub mod suggest;
 pub mod syscall;
+pub mod timings;

@@ -65,6 +65,7 @@ fn logs(cli: &Cli) {
 }
 
 fn main() -> ExitCode {
+    reflex::timings::begin(std::time::Instant::now());
     let version: &'static str = Box::leak(long_version().into_boxed_str());
     let matches = Cli::command().long_version(version).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());

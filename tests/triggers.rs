@@ -404,3 +404,79 @@ fn a_reload_starts_rate_counts_afresh() {
         .collect();
     assert_eq!(counts, [6, 7, 8, 6, 7, 8], "{events:#?}");
 }
+
+#[test]
+fn a_reload_that_needs_more_than_start_loaded_gets_it() {
+    if !root_or_skip("a_reload_that_needs_more_than_start_loaded_gets_it") {
+        return;
+    }
+    // Start-up verifies an evaluator for what the rules in force use (an
+    // audit: no rate, no stop); a reload to a rated pause needs more, and
+    // gets an evaluator that handles it before its rules are in force: the
+    // second and third calls of phase two are paused, and resumed.
+    let gate = tempfile::tempdir().unwrap();
+    let policy = PolicyFile::new("rules:\n  - {name: a, syscall: getppid, action: audit}\n");
+    let cmd = caller_cmd(&[
+        "phases",
+        "1",
+        gate.path().to_str().unwrap(),
+        "3",
+        &sysno("getppid"),
+    ]);
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let target = Launched::through_stops(&cmd);
+    let ppid = target.ppid.to_string();
+    // Tracepoints: their evaluator is the one verified for the rules.
+    let mut reflex = Reflex::start(&[
+        policy.arg(),
+        "--ppid",
+        &ppid,
+        "--json",
+        "--timings",
+        "--attach",
+        "tracepoint",
+    ]);
+    let caller = std::thread::spawn(move || target.go());
+    let first = gate.path().join("first");
+    let started = Instant::now();
+    while !first.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60) && !caller.is_finished(),
+            "the caller's first phase did not end"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    policy.rewrite(
+        "rules:\n  - {name: b, syscall: getppid, rate: {over: 1, per: 1m, by: process}, \
+         action: {pause: 200ms}}\n",
+    );
+    let line = reflex.stderr.wait_for("a reload", |l| {
+        l.starts_with("reflex: reloaded") || l.starts_with("reflex: reload refused")
+    });
+    assert!(line.starts_with("reflex: reloaded"), "{line}");
+    reflex.stderr.wait_for("the wider evaluator", |l| {
+        l.contains("the evaluator was loaded again")
+    });
+    std::fs::write(gate.path().join("second"), "").unwrap();
+    let (ended, _) = caller.join().unwrap();
+    assert_eq!(ended, Ended::Exit(0), "paused twice, resumed twice");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = reflex.stop();
+    let events = out.json();
+    let of = |rule: &str, action: &str| {
+        events
+            .iter()
+            .filter(|e| e["rule"] == rule && e["action"] == action)
+            .count()
+    };
+    assert_eq!(of("a", "audited"), 1, "{events:#?}");
+    assert_eq!(of("b", "signalled"), 2, "{events:#?}");
+    assert_eq!(of("b", "resumed"), 2, "{events:#?}");
+    assert!(
+        out.stderr
+            .iter()
+            .any(|l| l.starts_with("reflex: timings: the reload took")),
+        "{:#?}",
+        out.stderr
+    );
+}

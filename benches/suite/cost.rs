@@ -45,12 +45,18 @@ const COLD: &[&str] = &[
 /// `n` audit rules that never match this process: up to 64 on ptrace (one
 /// selector lookup between them all), the rest on cold syscalls.
 fn rules(n: usize) -> String {
+    rules_with(n, 64)
+}
+
+/// `n` audit rules that never match this process: up to `on_ptrace` on
+/// ptrace, the rest on cold syscalls (64 each).
+pub fn rules_with(n: usize, on_ptrace: usize) -> String {
     let mut yaml = String::from("rules:\n");
     for i in 0..n {
-        let syscall = if i < 64 {
+        let syscall = if i < on_ptrace {
             "ptrace"
         } else {
-            COLD[(i - 64) / 64]
+            COLD[(i - on_ptrace) / 64]
         };
         yaml.push_str(&format!(
             "  - {{name: r{i}, syscall: {syscall}, match: {{uid: {}}}, action: audit}}\n",

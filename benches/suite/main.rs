@@ -99,6 +99,16 @@ fn main() {
         eprintln!("reflex bench loads BPF programs: run it as root (sudo ./dev bench)");
         std::process::exit(1);
     }
+    // The start-up baseline: the seed's program under a minimal libbpf
+    // loader (this binary, run again), until killed.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--seed-loader") {
+        let ppid = argv.get(2).and_then(|p| p.parse().ok()).unwrap_or(0);
+        let _seed = tools::load_seed(ppid);
+        loop {
+            std::thread::park();
+        }
+    }
     let a = args();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let started = Instant::now();

@@ -223,7 +223,7 @@ impl Drop for Running {
 }
 
 /// The seed's program, loaded and attached until the box is dropped.
-fn load_seed(ppid: u32) -> Box<dyn std::any::Any> {
+pub fn load_seed(ppid: u32) -> Box<dyn std::any::Any> {
     let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
         Box::leak(Box::new(MaybeUninit::uninit()));
     let mut open = seed_skel::SeedSkelBuilder::default()

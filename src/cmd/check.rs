@@ -315,7 +315,13 @@ fn program_row(name: &'static str, answer: &Answer, privileged: bool, yes: &str,
 /// Loads reflex's own object, without attaching anything.
 fn load_reflex(features: &Arc<Features>) -> Row {
     let mut storage = MaybeUninit::uninit();
-    match Kernel::load(&mut storage, &Settings::default(), Arc::clone(features)) {
+    match Kernel::load(
+        &mut storage,
+        &Settings::default(),
+        Arc::clone(features),
+        crate::kernel::Strategy::Tracepoint,
+        crate::rules::Uses::ALL,
+    ) {
         Ok(_) => row("reflex programs", Status::Ok, "load and pass the verifier"),
         Err(e) => row("reflex programs", Status::Fail, e.to_string())
             .fix("see the error above; `reflex -v check` shows libbpf's log"),

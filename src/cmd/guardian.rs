@@ -85,6 +85,12 @@ impl Guardian {
         Ok(())
     }
 
+    /// reflex's end of the guardian's socket: readable (closed) once the
+    /// guardian has exited.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
     /// Whether the guardian is still there to guard.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

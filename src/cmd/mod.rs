@@ -6,4 +6,5 @@ pub mod docs;
 pub mod guardian;
 pub mod run;
 pub mod validate;
+mod wakeups;
 mod watch;

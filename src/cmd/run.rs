@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use libbpf_rs::RingBufferBuilder;
 
 use super::guardian::Guardian;
+use super::wakeups::{Source, Wakeups};
 use super::watch::Watcher;
 use crate::cli::RunArgs;
 use crate::events::{Clock, Event};
@@ -25,6 +26,7 @@ use crate::say;
 use crate::service::metrics::{Build, Metrics, Snapshot};
 use crate::service::notify::Notifier;
 use crate::sinks::{Detached, Fanout, FileOutput, Json, Sink, Summary, Text};
+use crate::timings;
 
 /// Exit codes (`--help` and the manual page say them: [`crate::cli::EXIT_STATUS`]).
 pub const EXIT_STOPPED: u8 = 0;
@@ -145,14 +147,29 @@ fn preflight(features: &Features) -> Result<()> {
     Ok(())
 }
 
-/// What this kernel offers for `set`.
+/// The hooks for `set`, chosen as `choice` says with what this kernel
+/// offers. Whether the raw hook loads is asked only when the answer could
+/// be the raw hook (the probe parses the kernel's BTF: milliseconds, and
+/// seconds under emulation): a plan that, assuming it does, picks
+/// tracepoints picks them whatever the answer.
+fn hooks(set: &RuleSet, features: &Features, choice: plan::Choice) -> Result<Plan> {
+    let mut offer = offer(set, features);
+    if let Ok(assumed) = plan::plan(set, choice, &offer) {
+        if assumed.strategy == Strategy::Tracepoint {
+            return Ok(assumed);
+        }
+    }
+    offer.raw_refused = features
+        .tp_btf()
+        .refused()
+        .map(|why| format!("tp_btf {why}"));
+    plan::plan(set, choice, &offer).map_err(anyhow::Error::msg)
+}
+
+/// What this kernel offers for `set`, the raw hook assumed to load.
 fn offer(set: &RuleSet, features: &Features) -> Offer {
     let tracefs = features::tracefs(false).map(|(p, _)| p).ok();
     let mut offer = Offer {
-        raw_refused: features
-            .tp_btf()
-            .refused()
-            .map(|why| format!("tp_btf {why}")),
         // Parsing the kernel's BTF takes milliseconds: only when asked for.
         kfuncs: set.needs_kfuncs() && features.signal_task().yes(),
         ..Offer::default()
@@ -275,6 +292,19 @@ impl Signals {
         Ok(s)
     }
 
+    /// Every signal [`Signals::install`] handles.
+    fn handled() -> Vec<i32> {
+        let mut sigs = stopping_signals();
+        sigs.extend([
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGTSTP,
+            libc::SIGTTIN,
+            libc::SIGTTOU,
+        ]);
+        sigs
+    }
+
     fn stop(&self) -> Option<i32> {
         match self.stop.load(Ordering::Relaxed) {
             0 => None,
@@ -312,6 +342,10 @@ impl Warnings {
 }
 
 pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
+    if args.timings {
+        timings::enable();
+    }
+    timings::mark("arguments");
     let env = Env::host_at(args.host_root.as_deref()).map_err(|e| {
         anyhow::Error::new(Usage(format!(
             "--host-root {}: {e}",
@@ -326,8 +360,11 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     args.usage_error()
         .map_err(|d| anyhow::Error::new(Usage(d.to_string())))?;
     let loaded = args.load(&env)?;
+    timings::mark("policy read");
     preflight(&features)?;
+    timings::mark("preflight");
     let (loaded, set, degraded) = args.compile(loaded, &env, &features)?;
+    timings::mark("policy compiled");
     for w in &loaded.warnings {
         say!("{w}");
     }
@@ -340,12 +377,12 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
         }
     }
     thread_check(&set, &features)?;
-    let plan =
-        plan::plan(&set, args.attach, &offer(&set, &features)).map_err(anyhow::Error::msg)?;
+    let plan = hooks(&set, &features, args.attach)?;
     let mut settings = args.settings();
     // The raw hook is loaded able to signal other tasks where it can be, so
     // that a reload adding such rules needs no other program.
     settings.kfuncs = plan.strategy == Strategy::Raw && features.signal_task().yes();
+    timings::mark("hooks chosen");
 
     // Outputs and the metrics endpoint before anything loads: a file that
     // cannot be opened or an address in use is a reason not to start.
@@ -393,6 +430,8 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     };
 
     let signals = Signals::install()?;
+    // Every signal handled also wakes the loop.
+    let wakeups = Wakeups::new(&Signals::handled()).context("setting up the serving loop")?;
     let mut watcher = if args.policies.is_empty() {
         None
     } else {
@@ -410,9 +449,16 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
         }
     };
     settings.helper_tgid = guardian.as_ref().map_or(0, Guardian::pid);
+    timings::mark("outputs, signals, guardian");
 
     let mut storage = MaybeUninit::uninit();
-    let mut kernel = Kernel::load(&mut storage, &settings, Arc::clone(&features))?;
+    let mut kernel = Kernel::load(
+        &mut storage,
+        &settings,
+        Arc::clone(&features),
+        plan.strategy,
+        set.uses(),
+    )?;
     if let Some(g) = &guardian {
         if let Err(e) = g.keep(kernel.paused_map()) {
             tracing::warn!("the guardian could not be given the list of stopped processes: {e}");
@@ -444,10 +490,12 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     let ring = builder
         .build()
         .context("setting up the event ring buffer")?;
+    timings::mark("ring buffer");
 
     // The ring buffer is read before the rules are installed, so no event can
     // be missed; the banner is printed only once enforcement is on.
     kernel.install(&set, &plan)?;
+    timings::mark("rules written, attached");
     *names.borrow_mut() = kernel.names().clone();
     let _ = sink.borrow_mut().start();
     let _ = sink.borrow_mut().flush();
@@ -484,6 +532,22 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     service.ready = true;
     service.publish(&kernel, received.get(), &sink.borrow());
     service.notifier.ready(&service.status());
+    if let Some(text) = timings::report("start-up") {
+        say!("{text}");
+    }
+
+    // SAFETY: the ring buffer's own epoll descriptor, open while `ring` is.
+    let ring_fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(ring.epoll_fd()) };
+    wakeups.add(ring_fd, Source::Events)?;
+    if let Some(w) = &watcher {
+        wakeups.add(w.fd(), Source::Policies)?;
+    }
+    if let Some(m) = &service.metrics {
+        wakeups.add(m.wanted(), Source::Metrics)?;
+    }
+    if let Some(g) = &guardian {
+        wakeups.add(g.fd(), Source::Guardian)?;
+    }
 
     let served = serve(Serve {
         args,
@@ -498,6 +562,7 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
         signals: &signals,
         watcher: watcher.as_mut(),
         guardian: guardian.as_mut(),
+        wakeups: &wakeups,
         service: &mut service,
         received: &received,
     });
@@ -512,7 +577,7 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     let detached = kernel.detach();
     let _ = ring.consume();
     drop(ring);
-    resume(&mut kernel, &clock, &sink, true);
+    let _ = resume(&mut kernel, &clock, &sink, true);
     if let Some(g) = guardian.take() {
         g.release();
     }
@@ -555,6 +620,7 @@ struct Serve<'a, 'k> {
     signals: &'a Signals,
     watcher: Option<&'a mut Watcher>,
     guardian: Option<&'a mut Guardian>,
+    wakeups: &'a Wakeups,
     service: &'a mut Service,
     received: &'a Cell<u64>,
 }
@@ -571,15 +637,20 @@ fn signal_name(sig: i32) -> String {
 }
 
 /// Reads events, resumes pauses that are due and reloads, until a signal
-/// asks reflex to stop.
+/// asks reflex to stop. Sleeps while nothing happens (see [`Wakeups`]).
 fn serve(mut s: Serve<'_, '_>) -> Result<Served> {
     let mut changed_at: Option<Instant> = None;
     let mut reloads = 0u64;
     let mut missed = Misses::new(s.kernel.missed());
     let mut warnings = Warnings::default();
     let mut disarmed: BTreeSet<String> = BTreeSet::new();
+    // Records read by the last turn, and the next pause due (boot time).
+    let mut read = 0usize;
+    let mut next_pause: Option<u64> = None;
+    // Checks made after events (missed runs, rules disarmed), at most once
+    // a second: when the next one is due.
     let mut checked = Instant::now();
-    let mut guarded = s.guardian.is_some();
+    let mut check_due: Option<Instant> = None;
     loop {
         if let Some(sig) = s.signals.stop() {
             return Ok(Served {
@@ -587,28 +658,61 @@ fn serve(mut s: Serve<'_, '_>) -> Result<Served> {
                 why: format!("stopped by {}", signal_name(sig)),
             });
         }
-        // Woken by the kernel when enough events wait, else on the period;
-        // either way, take everything there is.
-        if let Err(e) = read_events(s.ring, EVENT_PERIOD) {
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e).context("reading events");
+        // Only what is due at a known time sets a timeout: nothing, when
+        // nothing happens.
+        let now = Instant::now();
+        let timeout = [
+            // A full batch: more are waiting. Some records: more may wait
+            // below the ring buffer's wake-up threshold (see `wake_at` in
+            // act.h), which wakes the reader only for the first record into
+            // an empty buffer or once an eighth of it is full.
+            match read {
+                0 => None,
+                n if n >= BATCH => Some(Duration::ZERO),
+                _ => Some(EVENT_PERIOD),
+            },
+            next_pause.map(|at| Duration::from_nanos(at.saturating_sub(s.clock.boot_now()))),
+            changed_at.map(|t| SETTLE.saturating_sub(t.elapsed())),
+            check_due.map(|t| t.saturating_duration_since(now)),
+            s.service.notifier.tick(),
+            // A policy folder that went away is looked for again besides
+            // its parent's events (it may come back between the two).
+            s.watcher
+                .as_ref()
+                .filter(|w| w.missing())
+                .map(|_| Duration::from_secs(1)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let woken = s.wakeups.wait(timeout).context("waiting for events")?;
+        read = match s.ring.consume_raw_n(BATCH) {
+            n if n < 0 => {
+                let e = io::Error::from_raw_os_error(-n);
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e).context("reading events");
+                }
+                0
             }
-        }
+            n => n as usize,
+        };
+        next_pause = resume(s.kernel, s.clock, s.sink, false);
+        // Events read and resumptions, out to the sinks before sleeping.
         let _ = s.sink.borrow_mut().flush();
         if let Some((error, _)) = s.sink.borrow().take_error() {
             warnings.warn("events", || {
                 format!(
-                    "{error}: events that cannot be written there are counted as undelivered \
-                     (the summary says how many); enforcement goes on"
+                    "{error}: events that cannot be written there are counted as \
+                         undelivered (the summary says how many); enforcement goes on"
                 )
             });
         }
-        resume(s.kernel, s.clock, s.sink, false);
-        s.service.notifier.tick();
-        if checked.elapsed() >= Duration::from_secs(1) {
+        if read > 0 {
+            check_due.get_or_insert(checked + Duration::from_secs(1));
+        }
+        if check_due.is_some_and(|t| t <= Instant::now()) {
+            check_due = None;
             checked = Instant::now();
-            s.service
-                .publish(s.kernel, s.received.get(), &s.sink.borrow());
             missed.check(s.kernel);
             for rule in s.kernel.disarmed() {
                 if disarmed.insert(rule.clone()) {
@@ -620,13 +724,19 @@ fn serve(mut s: Serve<'_, '_>) -> Result<Served> {
                     );
                 }
             }
-            if guarded && !s.guardian.as_mut().is_some_and(|g| g.alive()) {
-                guarded = false;
-                tracing::warn!(
-                    "reflex's guardian has exited: if reflex is now killed with SIGKILL or \
-                     crashes, processes it stopped stay stopped"
-                );
+        }
+        if woken.by(Source::Metrics) {
+            s.service
+                .publish(s.kernel, s.received.get(), &s.sink.borrow());
+        }
+        if woken.by(Source::Guardian) && s.guardian.as_mut().is_some_and(|g| !g.alive()) {
+            if let Some(g) = s.guardian.take() {
+                s.wakeups.remove(g.fd());
             }
+            tracing::warn!(
+                "reflex's guardian has exited: if reflex is now killed with SIGKILL or crashes, \
+                 processes it stopped stay stopped"
+            );
         }
         if s.signals.tstp.swap(false, Ordering::Relaxed) {
             tracing::warn!(
@@ -650,6 +760,7 @@ fn serve(mut s: Serve<'_, '_>) -> Result<Served> {
         let settled = changed_at.is_some_and(|t| t.elapsed() >= SETTLE);
         if s.signals.hup.swap(false, Ordering::Relaxed) || settled {
             changed_at = None;
+            timings::begin(Instant::now());
             s.service.notifier.reloading();
             match reload(s.args, s.env, s.features, s.in_force, s.kernel) {
                 Ok((text, rules, degraded)) => {
@@ -659,6 +770,9 @@ fn serve(mut s: Serve<'_, '_>) -> Result<Served> {
                     *s.names.borrow_mut() = s.kernel.names().clone();
                     disarmed.clear();
                     say!("{text}");
+                    if let Some(text) = timings::report("the reload") {
+                        say!("{text}");
+                    }
                 }
                 Err(e) => {
                     s.service.reloads_refused += 1;
@@ -711,24 +825,12 @@ impl Misses {
 /// VMs) would hold off reloads, resumes and Ctrl-C.
 const BATCH: usize = 16_384;
 
-/// Waits up to `timeout` for records, then reads at most [`BATCH`] of them.
-fn read_events(ring: &libbpf_rs::RingBuffer, timeout: Duration) -> io::Result<()> {
-    let mut ready = libc::epoll_event { events: 0, u64: 0 };
-    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: the ring buffer's own epoll fd, and room for one event.
-    if unsafe { libc::epoll_wait(ring.epoll_fd(), &mut ready, 1, ms) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    match ring.consume_raw_n(BATCH) {
-        n if n < 0 => Err(io::Error::from_raw_os_error(-n)),
-        _ => Ok(()),
-    }
-}
-
-/// Sends the SIGCONT of every stop that is due, or of all of them.
-fn resume(kernel: &mut Kernel, clock: &Clock, sink: &RefCell<Fanout>, all: bool) {
+/// Sends the SIGCONT of every stop that is due, or of all of them; when
+/// the next one is due (boot time).
+fn resume(kernel: &mut Kernel, clock: &Clock, sink: &RefCell<Fanout>, all: bool) -> Option<u64> {
     let until = if all { u64::MAX } else { clock.boot_now() };
-    for (pid, rule) in kernel.take_due_pauses(until) {
+    let (due, next) = kernel.take_due_pauses(until);
+    for (pid, rule) in due {
         let sent = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGCONT,
@@ -737,6 +839,7 @@ fn resume(kernel: &mut Kernel, clock: &Clock, sink: &RefCell<Fanout>, all: bool)
             let _ = sink.borrow_mut().event(&Event::resumed(pid, &rule));
         }
     }
+    next
 }
 
 /// Reads, checks and installs the policies again.
@@ -748,6 +851,7 @@ fn reload(
     kernel: &mut Kernel,
 ) -> Result<(String, usize, Vec<crate::policy::degrade::Degraded>)> {
     let (loaded, set, degraded) = args.prepare(env, features)?;
+    timings::mark("policy read and compiled");
     for w in &loaded.warnings {
         say!("{w}");
     }
@@ -755,14 +859,31 @@ fn reload(
         say!("reflex: DEGRADED: {}", crate::escape::escape(&note.note));
     }
     thread_check(&set, features)?;
-    let plan = plan::replan(&set, in_force, &offer(&set, features)).map_err(anyhow::Error::msg)?;
+    // The reason a replan gives compares with the best hooks for the new
+    // set, which needs the full answer.
+    let mut offer = offer(&set, features);
+    offer.raw_refused = features
+        .tp_btf()
+        .refused()
+        .map(|why| format!("tp_btf {why}"));
+    let plan = plan::replan(&set, in_force, &offer).map_err(anyhow::Error::msg)?;
+    timings::mark("hooks chosen");
+    let narrow = !kernel.evaluator_handles_all();
     kernel.install(&set, &plan)?;
-    let text = format!(
+    timings::mark("rules written, attached");
+    let mut text = format!(
         "reflex: reloaded {} rules; hooks: {} ({}): {}",
         set.rules.len(),
         plan.strategy,
         plan.reason,
         kernel.hooks().join(", ")
     );
+    if narrow && kernel.evaluator_handles_all() {
+        // Said because it is the one reload that costs a verification.
+        text.push_str(
+            "\nreflex: these rules use more than those at start: the evaluator was loaded again \
+             to handle every kind of rule (once: later reloads need nothing more)",
+        );
+    }
     Ok((text, set.rules.len(), degraded))
 }

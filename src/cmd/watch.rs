@@ -73,6 +73,18 @@ impl Watcher {
         Ok(Watcher { inotify, folders })
     }
 
+    /// The descriptor that is readable when something changed.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.inotify.as_fd()
+    }
+
+    /// Whether a watched folder is missing (it is looked for again at each
+    /// call, besides its parent's events).
+    pub fn missing(&self) -> bool {
+        self.folders.iter().any(|f| f.wd.is_none())
+    }
+
     /// Whether a policy file changed since the last call (a folder that
     /// went away, or came back, counts).
     pub fn changed(&mut self) -> bool {

@@ -30,7 +30,13 @@ impl<'obj> Matcher<'obj> {
         set: &RuleSet,
         protected: &[u32],
     ) -> Result<Matcher<'obj>, LoadError> {
-        let objects = Objects::load(storage, &Settings::default(), features, PROGRAMS)?;
+        let objects = Objects::load(
+            storage,
+            &Settings::default(),
+            features,
+            PROGRAMS,
+            crate::rules::Uses::ALL,
+        )?;
         let plan = Plan {
             strategy: Strategy::Tracepoint,
             reason: "never attached".into(),

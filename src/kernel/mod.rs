@@ -170,6 +170,10 @@ pub struct Kernel<'obj> {
     /// Every kind of attachment; dropped (detached) before the objects.
     attachments: Vec<Box<dyn Attachment>>,
     objects: Objects<'obj>,
+    /// What the tracepoint evaluator in use handles, and the one that
+    /// handles everything once a rule set has needed it.
+    eval: rules::Uses,
+    wide_eval: Option<object::Extra>,
     /// The slot in force, once a set is installed.
     active: Option<u32>,
     slots: [Slot; 2],
@@ -187,24 +191,39 @@ pub struct Kernel<'obj> {
 }
 
 impl<'obj> Kernel<'obj> {
-    /// Loads the object with its tracepoint programs; nothing is enforced
-    /// until [`Kernel::install`]. Nothing stays loaded if any step fails.
+    /// Loads the object with its tracepoint programs, the evaluator verified
+    /// for rule sets that use `uses` (a rule set that uses more gets one
+    /// that handles everything at its install); nothing is enforced until
+    /// [`Kernel::install`]. Nothing stays loaded if any step fails.
+    ///
+    /// Under the raw hook (`strategy`, fixed for the life of the process)
+    /// the tracepoint programs are not loaded at all.
     pub fn load(
         storage: &'obj mut MaybeUninit<OpenObject>,
         settings: &Settings,
         features: Arc<Features>,
+        strategy: Strategy,
+        uses: rules::Uses,
     ) -> Result<Kernel<'obj>, LoadError> {
-        let objects = Objects::load(storage, settings, features, MAIN_PROGRAMS)?;
-        let eval = objects.main.progs.reflex_tp_eval.as_fd().as_raw_fd() as u32;
-        objects
-            .main
-            .maps
-            .tp_eval
-            .update(&0u32.to_ne_bytes(), &eval.to_ne_bytes(), MapFlags::ANY)
-            .map_err(map_err("tp_eval"))?;
+        let programs = match strategy {
+            Strategy::Tracepoint => MAIN_PROGRAMS,
+            Strategy::Raw => &[],
+        };
+        let objects = Objects::load(storage, settings, features, programs, uses)?;
+        if strategy == Strategy::Tracepoint {
+            let eval = objects.main.progs.reflex_tp_eval.as_fd().as_raw_fd() as u32;
+            objects
+                .main
+                .maps
+                .tp_eval
+                .update(&0u32.to_ne_bytes(), &eval.to_ne_bytes(), MapFlags::ANY)
+                .map_err(map_err("tp_eval"))?;
+        }
         Ok(Kernel {
             attachments: attach::all(),
             objects,
+            eval: uses,
+            wide_eval: None,
             active: None,
             slots: Default::default(),
             in_force: None,
@@ -236,6 +255,9 @@ impl<'obj> Kernel<'obj> {
         self.clear(next)?;
         self.generation += 1;
         self.write(next, set, plan)?;
+        if plan.strategy == Strategy::Tracepoint {
+            self.widen_evaluator(&set.uses())?;
+        }
 
         // Every kind attaches what the new set needs; on failure each lets go
         // of what the set in force does not use.
@@ -257,6 +279,33 @@ impl<'obj> Kernel<'obj> {
         self.keep_only_in_force();
         self.forget_unprotected(set);
         Ok(())
+    }
+
+    /// Makes the tracepoint stubs tail-call an evaluator that handles
+    /// everything, if the one in use does not handle `needed`: loaded once,
+    /// swapped in with one map write, before the switch to the set that
+    /// needs it (it answers the set in force as well).
+    fn widen_evaluator(&mut self, needed: &rules::Uses) -> Result<(), LoadError> {
+        if self.eval.covers(needed) {
+            return Ok(());
+        }
+        let extra = self.objects.load_extra(&["reflex_tp_eval"])?;
+        let eval = extra.skel.progs.reflex_tp_eval.as_fd().as_raw_fd() as u32;
+        self.objects
+            .main
+            .maps
+            .tp_eval
+            .update(&0u32.to_ne_bytes(), &eval.to_ne_bytes(), MapFlags::ANY)
+            .map_err(map_err("tp_eval"))?;
+        self.wide_eval = Some(extra);
+        self.eval = rules::Uses::ALL;
+        Ok(())
+    }
+
+    /// Whether the tracepoint evaluator handles every feature (loaded so
+    /// at start, or widened since by a rule set that needed more).
+    pub fn evaluator_handles_all(&self) -> bool {
+        self.eval == rules::Uses::ALL
     }
 
     fn keep_only_in_force(&mut self) {
@@ -432,26 +481,31 @@ impl<'obj> Kernel<'obj> {
 
     /// Processes stopped by reflex whose SIGCONT is due by `boot_ns` (all of
     /// them with u64::MAX), taken out of the kernel's list: (pid, rule name).
-    pub fn take_due_pauses(&mut self, boot_ns: u64) -> Vec<(u32, String)> {
+    pub fn take_due_pauses(&mut self, boot_ns: u64) -> (Vec<(u32, String)>, Option<u64>) {
         let paused = &self.objects.main.maps.paused;
+        let mut next: Option<u64> = None;
         let due: Vec<(u32, String)> = paused
             .keys()
             .filter_map(|k| {
                 let pid = u32::from_ne_bytes(k.as_slice().try_into().ok()?);
                 let v = paused.lookup(&k, MapFlags::ANY).ok()??;
                 let p: types::reflex_pause = abi::read(&v)?;
+                if p.resume_at > boot_ns {
+                    next = Some(next.map_or(p.resume_at, |n| n.min(p.resume_at)));
+                    return None;
+                }
                 let rule = self
                     .names
                     .get(p.generation, p.rule)
                     .unwrap_or("?")
                     .to_string();
-                (p.resume_at <= boot_ns).then_some((pid, rule))
+                Some((pid, rule))
             })
             .collect();
         for (pid, _) in &due {
             let _ = paused.delete(&pid.to_ne_bytes());
         }
-        due
+        (due, next)
     }
 
     /// Decisions the kernel has counted in `slot`, by rule name and action.

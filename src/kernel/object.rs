@@ -13,6 +13,7 @@ use libbpf_rs::{MapCore, OpenObject, PrintLevel};
 use super::Settings;
 use crate::abi::skel::{self, ReflexSkel};
 use crate::features::Features;
+use crate::rules::Uses;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -93,12 +94,14 @@ pub(super) fn map_err(map: &'static str) -> impl Fn(libbpf_rs::Error) -> LoadErr
     move |source| LoadError::Map { map, source }
 }
 
-/// Opens the object with `settings` written in and only `programs` to load.
+/// Opens the object with `settings` written in, only `programs` to load,
+/// and their evaluation verified for rule sets that use `uses`.
 fn open_object<'a>(
     storage: &'a mut MaybeUninit<OpenObject>,
     settings: &Settings,
     features: &Features,
     programs: &[&str],
+    uses: Uses,
 ) -> Result<skel::OpenReflexSkel<'a>, LoadError> {
     let mut open = skel::ReflexSkelBuilder::default()
         .open(storage)
@@ -125,6 +128,8 @@ fn open_object<'a>(
     // costs a start ~20 ms here and seconds under emulation; a kernel
     // without the functions resolves them to nothing (bpf_ksym_exists).
     rodata.task_kfuncs = crate::features::task_kfuncs();
+    rodata.eval_dims = uses.dims;
+    rodata.eval_uses = uses.features;
     rodata.wake_at = if settings.wake_every_event {
         0
     } else {
@@ -132,7 +137,12 @@ fn open_object<'a>(
     };
     for mut prog in open.open_object_mut().progs_mut() {
         let name = prog.name().to_string_lossy().into_owned();
-        prog.set_autoload(programs.contains(&name.as_str()));
+        let load = programs.contains(&name.as_str());
+        prog.set_autoload(load);
+        if load && crate::timings::enabled() {
+            // The verifier's statistics: its time and instruction count.
+            prog.set_log_level(4);
+        }
     }
     Ok(open)
 }
@@ -176,16 +186,20 @@ pub(super) fn missed(object: &libbpf_rs::Object) -> Vec<(String, u64)> {
 }
 
 impl<'obj> Objects<'obj> {
-    /// Loads the main object with `programs`.
+    /// Loads the main object with `programs`, their evaluation for rule
+    /// sets that use `uses`.
     pub fn load(
         storage: &'obj mut MaybeUninit<OpenObject>,
         settings: &Settings,
         features: Arc<Features>,
         programs: &[&str],
+        uses: Uses,
     ) -> Result<Objects<'obj>, LoadError> {
-        let open = open_object(storage, settings, &features, programs)?;
+        let open = open_object(storage, settings, &features, programs, uses)?;
+        crate::timings::mark("object opened");
         let main = with_libbpf_log(|| open.load())
             .map_err(|(source, log)| LoadError::Load { source, log })?;
+        crate::timings::mark("object loaded (kernel BTF, maps, programs)");
         Ok(Objects {
             main,
             settings: *settings,
@@ -194,7 +208,7 @@ impl<'obj> Objects<'obj> {
     }
 
     /// Loads `programs` in a second instance of the object that uses the
-    /// main one's maps.
+    /// main one's maps, able to answer any rule set.
     pub fn load_extra(&self, programs: &[&str]) -> Result<Extra, LoadError> {
         let btf = programs
             .iter()
@@ -208,11 +222,14 @@ impl<'obj> Objects<'obj> {
         }
         // Loaded once for the life of the process; the storage lives as long.
         let storage = Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = open_object(storage, &self.settings, &self.features, programs)?;
+        let mut open = open_object(storage, &self.settings, &self.features, programs, Uses::ALL)?;
         for mut map in open.open_object_mut().maps_mut() {
             let name = map.name().to_os_string();
-            if name.to_string_lossy().starts_with('.') {
-                continue; // this instance's own .rodata and .bss
+            // This instance's own .rodata and .bss, which libbpf names
+            // after the object ("reflex_b.rodata"): a map declared in C has
+            // no dot in its name.
+            if name.to_string_lossy().contains('.') {
+                continue;
             }
             if let Some(shared) = self.main.object().maps().find(|m| m.name() == name) {
                 map.reuse_fd(shared.as_fd())
@@ -221,6 +238,7 @@ impl<'obj> Objects<'obj> {
         }
         let skel = with_libbpf_log(|| open.load())
             .map_err(|(source, log)| LoadError::Load { source, log })?;
+        crate::timings::mark("programs loaded");
         Ok(Extra { skel })
     }
 }
@@ -274,12 +292,28 @@ fn capture_libbpf_log<T>(
         }
     }
     *CAPTURED.lock().unwrap_or_else(|e| e.into_inner()) = Some(String::new());
-    libbpf_rs::set_print(Some((PrintLevel::Info, capture)));
+    // With --timings, the verifier's statistics come at libbpf's debug level.
+    let level = match crate::timings::enabled() {
+        true => PrintLevel::Debug,
+        false => PrintLevel::Info,
+    };
+    libbpf_rs::set_print(Some((level, capture)));
     let result = f();
     let log = CAPTURED
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .take()
         .unwrap_or_default();
+    if result.is_ok() && crate::timings::enabled() {
+        for section in log.split("-- END PROG LOAD LOG --") {
+            if let Some((head, body)) = section.split_once("-- BEGIN PROG LOAD LOG --") {
+                let name = head
+                    .rsplit("prog '")
+                    .next()
+                    .and_then(|r| r.split('\'').next());
+                crate::timings::verifier_log(name.unwrap_or("?"), body);
+            }
+        }
+    }
     result.map_err(|e| (e, log))
 }

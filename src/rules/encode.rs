@@ -92,6 +92,60 @@ pub fn encode_rule(id: u32, rule: &CompiledRule, generation: u32) -> types::refl
     r
 }
 
+/// What an evaluator must handle for a rule set (`eval_dims` and
+/// `eval_uses` in the programs' state.h): the selector dimensions its tables
+/// look up and the features its rules use. The kernel's evaluator is
+/// verified for exactly these, so one loaded for less than a rule set uses
+/// must never answer it (it would, say, stop a process without listing it
+/// for resumption): [`Uses::covers`] decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uses {
+    pub dims: u32,
+    pub features: u32,
+}
+
+impl Uses {
+    /// Everything: an evaluator for any rule set.
+    pub const ALL: Uses = Uses {
+        dims: !0,
+        features: !0,
+    };
+
+    /// Of `rules` and `tables` (a rule set's).
+    pub fn of<'a>(
+        rules: impl IntoIterator<Item = &'a CompiledRule>,
+        tables: impl IntoIterator<Item = &'a Table>,
+    ) -> Uses {
+        use types::reflex_use as U;
+        let mut features = 0u32;
+        for rule in rules {
+            let r = encode_rule(0, rule, 0);
+            let stops =
+                [libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&r.signal);
+            for (used, bit) in [
+                (r.nchecks > 0, U::REFLEX_USE_CHECKS),
+                (r.rate_window_ns > 0, U::REFLEX_USE_RATE),
+                (r.to != T::REFLEX_TO_CALLER.0 as u8, U::REFLEX_USE_TO),
+                (r.disarm_distinct > 0, U::REFLEX_USE_DISARM),
+                (stops, U::REFLEX_USE_STOP),
+            ] {
+                if used {
+                    features |= bit.0;
+                }
+            }
+        }
+        Uses {
+            dims: tables.into_iter().fold(0, |d, t| d | t.dims),
+            features,
+        }
+    }
+
+    /// Whether an evaluator for `self` can answer a rule set that uses `other`.
+    pub fn covers(&self, other: &Uses) -> bool {
+        self.dims & other.dims == other.dims && self.features & other.features == other.features
+    }
+}
+
 /// The `syscalls` map entry of `point`: syscall points are answered by
 /// `syscalls` (the hook kind in force), hooks by their LSM programs, the
 /// sampler by its perf program. `nargs`: arguments the syscall takes.

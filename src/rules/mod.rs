@@ -12,7 +12,7 @@
 
 mod encode;
 
-pub use encode::{Handler, encode_match, encode_rule, encode_table};
+pub use encode::{Handler, Uses, encode_match, encode_rule, encode_table};
 
 use std::collections::BTreeMap;
 
@@ -156,6 +156,11 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
+    /// What an evaluator must handle to answer this set.
+    pub fn uses(&self) -> Uses {
+        Uses::of(&self.rules, self.tables.values())
+    }
+
     /// The syscalls watched at entry.
     pub fn syscall_names(&self) -> Vec<&'static str> {
         self.names(|p| matches!(p, Point::Entry(_)))

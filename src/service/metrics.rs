@@ -8,8 +8,11 @@
 //!   force, 503 before (and while stopping).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime};
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -217,6 +220,33 @@ impl Collector for Published {
 pub struct Metrics {
     snapshot: Arc<Mutex<Snapshot>>,
     address: SocketAddr,
+    fresh: Arc<Fresh>,
+}
+
+/// A scrape asks the serving loop for fresh figures (the loop sleeps when
+/// nothing happens, so it publishes on request, not on a timer) and waits
+/// for them a moment; a loop busy elsewhere gets the last ones served.
+struct Fresh {
+    /// (requests so far, requests answered so far)
+    tickets: Mutex<(u64, u64)>,
+    answered: Condvar,
+    /// Readable while a request waits: in the serving loop's epoll set.
+    wanted: EventFd,
+}
+
+/// How long a scrape waits for fresh figures before it is served the last.
+const FRESH_WAIT: Duration = Duration::from_millis(500);
+
+impl Fresh {
+    fn ask(&self) {
+        let mut t = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
+        t.0 += 1;
+        let ticket = t.0;
+        let _ = self.wanted.write(1);
+        let _ = self
+            .answered
+            .wait_timeout_while(t, FRESH_WAIT, |t| t.1 < ticket);
+    }
 }
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -276,6 +306,13 @@ impl Metrics {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Published(Arc::clone(&snapshot))));
         let ready = Arc::clone(&snapshot);
+        let fresh = Arc::new(Fresh {
+            tickets: Mutex::new((0, 0)),
+            answered: Condvar::new(),
+            wanted: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+                .map_err(|e| format!("--metrics: cannot make its eventfd: {e}"))?,
+        });
+        let ours = Arc::clone(&fresh);
         std::thread::Builder::new()
             .name("reflex-metrics".into())
             .spawn(move || {
@@ -283,6 +320,7 @@ impl Metrics {
                     let path = request.url().split('?').next().unwrap_or("").to_string();
                     let response = match (request.method(), path.as_str()) {
                         (tiny_http::Method::Get, "/metrics") => {
+                            fresh.ask();
                             let mut text = String::new();
                             let openmetrics = request.headers().iter().any(|h| {
                                 h.field.equiv("Accept")
@@ -325,6 +363,7 @@ impl Metrics {
         Ok(Metrics {
             snapshot,
             address: bound,
+            fresh: ours,
         })
     }
 
@@ -333,9 +372,25 @@ impl Metrics {
         self.address
     }
 
-    /// What to serve from now on.
+    /// Readable while a scrape waits for fresh figures.
+    pub fn wanted(&self) -> BorrowedFd<'_> {
+        self.fresh.wanted.as_fd()
+    }
+
+    /// What to serve from now on: answers every scrape waiting.
     pub fn publish(&self, snapshot: Snapshot) {
+        let asked = {
+            let _ = self.fresh.wanted.read();
+            self.fresh
+                .tickets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+        };
         *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+        let mut t = self.fresh.tickets.lock().unwrap_or_else(|p| p.into_inner());
+        t.1 = t.1.max(asked);
+        self.fresh.answered.notify_all();
     }
 
     /// Not ready any more (stopping).

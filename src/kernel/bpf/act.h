@@ -227,12 +227,14 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 	int verdict = 0;
 	long ret = 0;
 
-	if (rule->rate_window_ns) {
+	if ((eval_uses & REFLEX_USE_RATE) && rule->rate_window_ns) {
 		rated = rate_count(rule, task, tgid, ppid);
 		if (rated <= rule->rate_over)
 			return 0; /* under the rate: not an event */
 	}
-	if (rule->to == REFLEX_TO_PARENT)
+	if (!(eval_uses & REFLEX_USE_TO))
+		; /* every rule signals the caller */
+	else if (rule->to == REFLEX_TO_PARENT)
 		to_pid = ppid;
 	else if (rule->to == REFLEX_TO_PID)
 		to_pid = rule->to_pid;
@@ -247,7 +249,8 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 		 * touched, caller or target. */
 		action = REFLEX_ACTION_SKIPPED;
 		count(REFLEX_STAT_SKIPPED);
-	} else if (!rule->monitor && disarmed(rule, task, tgid)) {
+	} else if ((eval_uses & REFLEX_USE_DISARM) && !rule->monitor &&
+		   disarmed(rule, task, tgid)) {
 		action = REFLEX_ACTION_DISARMED;
 		count(REFLEX_STAT_DISARMED);
 	} else if (rule->monitor) {
@@ -256,7 +259,7 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 	} else {
 		if (rule->signal) {
 			__u32 whom = to_pid ?: tgid;
-			bool stop = stops(rule->signal);
+			bool stop = (eval_uses & REFLEX_USE_STOP) && stops(rule->signal);
 
 			/* A stop is recorded before it is sent, with when its
 			 * SIGCONT is due: after the pause, or else when reflex
@@ -353,8 +356,12 @@ static __always_inline int act(const struct reflex_rule *rule, __u32 set, long n
 	/* The header and the strings in use (`end` is at most REFLEX_STR_MAX *
 	 * REFLEX_STRING_MAX; the mask says so). */
 	__u64 size = offsetof(struct reflex_event, strings) + (e->end & (REFLEX_STRINGS_AREA - 1));
-	__u64 wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wake_at ? BPF_RB_FORCE_WAKEUP
-									      : BPF_RB_NO_WAKEUP;
+	/* The first record into an empty buffer wakes the reader (asleep with no
+	 * timer when nothing happens); after that, only a buffer an eighth full
+	 * does: the reader, once woken, looks again on a short timer while
+	 * records keep coming (wake_at in state.h). */
+	__u64 waiting = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u64 wake = waiting == 0 || waiting >= wake_at ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 
 	if (bpf_ringbuf_output(&events, e, size, wake))
 		count(REFLEX_STAT_DROPPED);

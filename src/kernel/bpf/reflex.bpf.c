@@ -36,6 +36,7 @@ enum reflex_stat _reflex_stat = 0;
 enum reflex_verdict _reflex_verdict = 0;
 enum reflex_handler _reflex_handler = 0;
 enum reflex_dim _reflex_dim = 0;
+enum reflex_use _reflex_use = 0;
 enum reflex_check_op _reflex_check_op = 0;
 enum reflex_protect _reflex_protect = 0;
 enum reflex_limit _reflex_limit = 0;

@@ -163,6 +163,20 @@ enum reflex_dim {
 	REFLEX_DIM_MAX,
 };
 
+/*
+ * What the rule sets an evaluator serves use, besides their selectors
+ * (eval_uses in state.h): code for anything else is left out when the
+ * evaluator is verified.
+ */
+enum reflex_use {
+	REFLEX_USE_CHECKS = 1 << 0,  /* argument and "protected" checks */
+	REFLEX_USE_RATE = 1 << 1,    /* rates */
+	REFLEX_USE_TO = 1 << 2,	     /* signals to another task */
+	REFLEX_USE_DISARM = 1 << 3,  /* circuit breakers */
+	REFLEX_USE_STOP = 1 << 4,    /* stopping signals (listed for resumption) */
+};
+
+
 /* Per (rule set, syscall): which rules apply and how to narrow them. */
 struct reflex_syscall {
 	__u64 rules;		       /* slots in use */

@@ -13,11 +13,20 @@ const volatile __u32 reflex_tgid = 0; /* never signal ourselves */
 const volatile __u32 helper_tgid = 0; /* nor reflex's guardian */
 const volatile __u32 scope_ppid = 0;  /* 0: every parent; else only its children */
 const volatile __u32 scope_tree = 0;  /* 0: every process; else only its descendants */
-/* Wake the reader only once this many bytes wait in the ring buffer (0: at
- * every event). Fewer wake-ups cost the watched call less and do not put the
- * reader between a signalled process and its death; the reader also looks
- * at the buffer on a short timer, so no event waits long. */
+/* Besides the first record into an empty buffer, wake the reader only once
+ * this many bytes wait in the ring buffer (0: at every event). Fewer wake-ups
+ * cost the watched call less and do not put the reader between a signalled
+ * process and its death; a reader that has read records looks at the buffer
+ * again on a short timer, so no event waits long, and one that found none
+ * sleeps until the next first record. */
 const volatile __u64 wake_at = 0;
+/* What the evaluator must handle: the selector dimensions (bits of enum
+ * reflex_dim) and the features (enum reflex_use) of the rule sets it serves.
+ * The verifier knows these constants and skips the code of anything left
+ * out, so an evaluator for a simple rule set verifies in a fraction of the
+ * time. Every bit set (the default): everything. */
+const volatile __u32 eval_dims = ~0U;
+const volatile __u32 eval_uses = ~0U;
 /* Tracing programs may call bpf_get_current_ancestor_cgroup_id (not on 5.10:
  * then the ancestors are read from the task's cgroup). Set by user space. */
 const volatile bool ancestor_helper = true;
