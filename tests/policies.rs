@@ -167,7 +167,8 @@ fn example_guard_services() {
     let pidfile = dir.path().join("target");
     let caller = common::helper("caller.py");
     let script = format!(
-        "exec python3 {} call {kill} $(cat {}) 9",
+        "exec {} {} call {kill} $(cat {}) 9",
+        common::PYTHON,
         caller.display(),
         pidfile.display()
     );

@@ -16,7 +16,7 @@ fn sys_ptrace() -> String {
 fn caller(mode: &[&str]) -> Launched {
     let helper = common::helper("caller.py");
     let sys_ptrace = sys_ptrace();
-    let mut cmd = vec!["python3", helper.to_str().unwrap(), mode[0]];
+    let mut cmd = vec![common::PYTHON, helper.to_str().unwrap(), mode[0]];
     if mode[0] == "repeat" {
         cmd.push(mode[1]);
     }

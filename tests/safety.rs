@@ -568,3 +568,56 @@ fn a_circuit_breaker_stops_a_rule_that_kills_too_widely() {
     );
     assert_eq!(out.summary("disarmed"), 2);
 }
+
+#[test]
+fn a_pause_reflex_cannot_end_is_said() {
+    if !root_or_skip("a_pause_reflex_cannot_end_is_said") {
+        return;
+    }
+    // Root without CAP_KILL (a container's capabilities dropped) cannot send
+    // the SIGCONT that ends a pause to another user's process: reflex says
+    // so at start, and when the resume is refused, with the pid. The test
+    // resumes the process itself.
+    let policy =
+        PolicyFile::new("rules:\n  - {name: p, syscall: getppid, action: {pause: 300ms}}\n");
+    let target = Launched::through_stops(&[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "/usr/bin/python3",
+        "-c",
+        // A session of its own, as a container's reflex and the host's
+        // processes have (within one session SIGCONT needs no permission).
+        "import os; os.setsid(); os.getppid()",
+    ]);
+    let (pid, ppid) = (target.pid, target.ppid.to_string());
+    let mut reflex = Reflex::start_without("kill", &[policy.arg(), "--ppid", &ppid, "--json"]);
+    assert!(
+        reflex
+            .stderr
+            .seen
+            .iter()
+            .any(|l| l.contains("lacks CAP_KILL")),
+        "{:#?}",
+        reflex.stderr.seen
+    );
+    let go = std::thread::spawn(move || target.go());
+    let line = reflex
+        .stderr
+        .wait_for("the refused resume", |l| l.contains("could not resume pid"));
+    assert!(
+        line.contains(&format!("could not resume pid {pid}")) && line.contains("CAP_KILL"),
+        "{line}"
+    );
+    assert!(stopped(pid), "still stopped, as said");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGCONT,
+    )
+    .unwrap();
+    let (ended, _) = go.join().unwrap();
+    assert_eq!(ended, Ended::Exit(0));
+    let out = reflex.stop();
+    assert_eq!(out.json()[0]["action"], "signalled", "{:#?}", out.json());
+}

@@ -203,7 +203,7 @@ fn a_fork_bomb_is_stopped() {
             "--reuid=1000",
             "--regid=1000",
             "--clear-groups",
-            "python3",
+            common::PYTHON,
             bomb,
             "4",
         ],

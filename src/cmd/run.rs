@@ -188,6 +188,21 @@ fn offer(set: &RuleSet, features: &Features) -> Offer {
     offer
 }
 
+/// Says when rules may stop processes that reflex could not resume: the
+/// SIGCONT comes from user space, and reaches other users' processes only
+/// with CAP_KILL (root in a container whose capabilities were dropped lacks
+/// it; so does its guardian).
+fn resume_check(set: &RuleSet, features: &Features) {
+    let stops = set.uses().features & crate::abi::types::reflex_use::REFLEX_USE_STOP.0 != 0;
+    if stops && !features.privileges().cap_kill {
+        say!(
+            "reflex: WARNING: rules stop processes (a pause or a stopping signal), but reflex \
+             lacks CAP_KILL: a stopped process of another user could not be resumed, and would \
+             stay stopped. Grant CAP_KILL (in a container: --cap-add=KILL)."
+        );
+    }
+}
+
 fn thread_check(set: &RuleSet, features: &Features) -> Result<()> {
     let wants_thread = set.rules.iter().any(|r| {
         matches!(
@@ -377,6 +392,7 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
         }
     }
     thread_check(&set, &features)?;
+    resume_check(&set, &features);
     let plan = hooks(&set, &features, args.attach)?;
     let mut settings = args.settings();
     // The raw hook is loaded able to signal other tasks where it can be, so
@@ -549,6 +565,7 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
         wakeups.add(g.fd(), Source::Guardian)?;
     }
 
+    batch_scheduling();
     let served = serve(Serve {
         args,
         env: &env,
@@ -623,6 +640,21 @@ struct Serve<'a, 'k> {
     wakeups: &'a Wakeups,
     service: &'a mut Service,
     received: &'a Cell<u64>,
+}
+
+/// Makes the serving loop's thread a batch task. The kernel wakes it for the
+/// first event into an empty ring buffer, which is often a kill's: a batch
+/// task does not preempt the running task when it wakes (on a busy CPU, the
+/// process on its way out), and gets its share of the CPU as before.
+fn batch_scheduling() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: this thread, a valid parameter; no privileges needed.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+        tracing::debug!(
+            "SCHED_BATCH refused ({}): the reader may preempt a signalled process when it wakes",
+            io::Error::last_os_error()
+        );
+    }
 }
 
 /// How serving ended.
@@ -835,8 +867,22 @@ fn resume(kernel: &mut Kernel, clock: &Clock, sink: &RefCell<Fanout>, all: bool)
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGCONT,
         );
-        if sent.is_ok() {
-            let _ = sink.borrow_mut().event(&Event::resumed(pid, &rule));
+        match sent {
+            Ok(()) => {
+                let _ = sink.borrow_mut().event(&Event::resumed(pid, &rule));
+            }
+            // Gone: nothing left to resume.
+            Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => tracing::warn!(
+                "could not resume pid {pid}, stopped by rule '{}': {e}{}; it stays stopped \
+                 until someone sends it SIGCONT (`kill -CONT {pid}`)",
+                crate::escape::escape(&rule),
+                if e == nix::errno::Errno::EPERM {
+                    " (reflex lacks CAP_KILL for its user)"
+                } else {
+                    ""
+                }
+            ),
         }
     }
     next
@@ -859,6 +905,7 @@ fn reload(
         say!("reflex: DEGRADED: {}", crate::escape::escape(&note.note));
     }
     thread_check(&set, features)?;
+    resume_check(&set, features);
     // The reason a replan gives compares with the best hooks for the new
     // set, which needs the full answer.
     let mut offer = offer(&set, features);

@@ -25,6 +25,7 @@ const TRACEFS: &str = "/sys/kernel/tracing";
 const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
 const SECURITYFS: &str = "/sys/kernel/security";
 
+const CAP_KILL: u32 = 5;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
@@ -36,6 +37,9 @@ pub struct Privileges {
     pub cap_bpf: bool,
     pub cap_perfmon: bool,
     pub cap_sys_admin: bool,
+    /// Signals to other users' processes from user space (the SIGCONT that
+    /// ends a pause).
+    pub cap_kill: bool,
 }
 
 impl Privileges {
@@ -52,6 +56,7 @@ impl Privileges {
             cap_bpf: has(CAP_BPF),
             cap_perfmon: has(CAP_PERFMON),
             cap_sys_admin: has(CAP_SYS_ADMIN),
+            cap_kill: has(CAP_KILL),
         }
     }
 
@@ -569,6 +574,7 @@ mod tests {
             cap_bpf: false,
             cap_perfmon: false,
             cap_sys_admin: false,
+            cap_kill: false,
         };
         assert!(!none.can_load());
         assert_eq!(

@@ -208,7 +208,8 @@ impl Launched {
 
     #[track_caller]
     fn spawn(opts: &[&str], cmd: &[&str]) -> Launched {
-        let mut launcher = Command::new(helper("launcher.py"))
+        let mut launcher = Command::new(PYTHON)
+            .arg(helper("launcher.py"))
             .args(opts)
             .args(cmd)
             .stdin(Stdio::piped())
@@ -376,9 +377,29 @@ impl Reflex {
         Reflex::spawn(args, env)
     }
 
+    /// [`Reflex::start`] without the capability `cap` (e.g. "kill"): root,
+    /// as in a container whose capabilities were dropped.
+    #[track_caller]
+    pub fn start_without(cap: &str, args: &[&str]) -> Reflex {
+        assert!(args.contains(&"--ppid"), "scope every rule with --ppid");
+        Reflex::spawn_with(
+            Command::new("setpriv")
+                .arg(format!("--bounding-set=-{cap}"))
+                .arg(format!("--inh-caps=-{cap}"))
+                .arg(REFLEX),
+            args,
+            &[],
+        )
+    }
+
     #[track_caller]
     fn spawn(args: &[&str], env: &[(&str, &str)]) -> Reflex {
-        let mut child = Command::new(REFLEX)
+        Reflex::spawn_with(&mut Command::new(REFLEX), args, env)
+    }
+
+    #[track_caller]
+    fn spawn_with(cmd: &mut Command, args: &[&str], env: &[(&str, &str)]) -> Reflex {
+        let mut child = cmd
             .arg("run")
             .args(args)
             .envs(env.iter().copied())
@@ -591,10 +612,16 @@ pub fn sysno(name: &str) -> String {
     .to_string()
 }
 
+/// The helpers' interpreter: Debian's python3 (`./dev deps` installs it),
+/// by path. Through a version manager's shim on PATH (pyenv here) a start
+/// costs 12 times as much (225 ms against 19 ms; seconds under the matrix's
+/// emulation), and the tests start hundreds.
+pub const PYTHON: &str = "/usr/bin/python3";
+
 /// `python3 caller.py ARGS...`
 pub fn caller_cmd(args: &[&str]) -> Vec<String> {
     let mut cmd = vec![
-        "python3".to_string(),
+        PYTHON.to_string(),
         helper("caller.py").to_str().unwrap().to_string(),
     ];
     cmd.extend(args.iter().map(|s| s.to_string()));
@@ -609,14 +636,20 @@ pub fn caller_cmd(args: &[&str]) -> Vec<String> {
 pub fn kernel_offers(row: &str) -> bool {
     // One `reflex check` per test binary: the kernel does not change under
     // it, and under emulation each run takes seconds.
-    static CHECK: std::sync::OnceLock<Output> = std::sync::OnceLock::new();
-    let out = CHECK.get_or_init(|| reflex_once(&["check"], false));
-    let status = out
-        .stdout
+    // In the matrix's guests, the one `reflex check` the guest ran at boot
+    // ($REFLEX_TEST_CHECK: its output), for every test binary.
+    static CHECK: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let stdout = CHECK.get_or_init(|| {
+        match std::env::var_os("REFLEX_TEST_CHECK").map(std::fs::read_to_string) {
+            Some(Ok(text)) => text.lines().map(str::to_string).collect(),
+            _ => reflex_once(&["check"], false).stdout,
+        }
+    });
+    let status = stdout
         .iter()
         .find_map(|l| l.strip_prefix(row).filter(|rest| rest.starts_with(' ')))
         .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("`reflex check` has no row {row:?}: {:?}", out.stdout));
+        .unwrap_or_else(|| panic!("`reflex check` has no row {row:?}: {stdout:?}"));
     let ok = status == "ok";
     if let Some(notes) = std::env::var_os("REFLEX_TEST_NOTES") {
         let test = thread::current().name().unwrap_or("?").to_string();
