@@ -43,7 +43,7 @@ static __always_inline __u64 accept(const struct reflex_syscall *sc, int d,
 /* Narrows `cand` by one selector dim; the value is computed only if used. */
 #define NARROW(d, fill)                                                                            \
 	do {                                                                                       \
-		if ((eval_dims & (1U << (d))) && (sc->dims & (1U << (d)))) {                        \
+		if ((eval_dims & (1U << (d))) && (sc->dims & (1U << (d)))) {                       \
 			key.dim = (d);                                                             \
 			key.value[0] = 0;                                                          \
 			key.value[1] = 0;                                                          \
@@ -265,7 +265,8 @@ static __always_inline struct reflex_rule *find_rule(const struct reflex_syscall
 			key.value[1] = fake->parent_exe[1];
 		} else file_key(BPF_CORE_READ(task, real_parent, mm, exe_file), key.value));
 
-	if (eval_dims & sc->dims & ((1U << REFLEX_DIM_ANCESTOR) | (1U << REFLEX_DIM_ANCESTOR_EXE))) {
+	if (eval_dims & sc->dims &
+	    ((1U << REFLEX_DIM_ANCESTOR) | (1U << REFLEX_DIM_ANCESTOR_EXE))) {
 		cand &= test ? ancestor_mask(sc, key.nr, set, task, true, fake)
 			     : reflex_ancestors(key.nr, set);
 		if (!cand)

@@ -169,13 +169,12 @@ enum reflex_dim {
  * evaluator is verified.
  */
 enum reflex_use {
-	REFLEX_USE_CHECKS = 1 << 0,  /* argument and "protected" checks */
-	REFLEX_USE_RATE = 1 << 1,    /* rates */
-	REFLEX_USE_TO = 1 << 2,	     /* signals to another task */
-	REFLEX_USE_DISARM = 1 << 3,  /* circuit breakers */
-	REFLEX_USE_STOP = 1 << 4,    /* stopping signals (listed for resumption) */
+	REFLEX_USE_CHECKS = 1 << 0, /* argument and "protected" checks */
+	REFLEX_USE_RATE = 1 << 1,   /* rates */
+	REFLEX_USE_TO = 1 << 2,	    /* signals to another task */
+	REFLEX_USE_DISARM = 1 << 3, /* circuit breakers */
+	REFLEX_USE_STOP = 1 << 4,   /* stopping signals (listed for resumption) */
 };
-
 
 /* Per (rule set, syscall): which rules apply and how to narrow them. */
 struct reflex_syscall {
