@@ -343,6 +343,20 @@ fn another_task_gets_the_signal_with_a_value() {
 }
 
 /// A rate rule of `name`: more than 5 getppid calls a minute from one process.
+/// Waits for a `phases` caller (caller.py) to end its first phase.
+#[track_caller]
+fn first_phase_ended<T>(gate: &std::path::Path, caller: &std::thread::JoinHandle<T>) {
+    let first = gate.join("first");
+    let started = Instant::now();
+    while !first.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60) && !caller.is_finished(),
+            "the caller's first phase did not end"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn rated_getppid(name: &str) -> String {
     format!(
         "rules:\n  - {{name: {name}, syscall: getppid, rate: {{over: 5, per: 1m, by: process}}, action: audit}}\n"
@@ -369,15 +383,7 @@ fn a_reload_starts_rate_counts_afresh() {
     let ppid = target.ppid.to_string();
     let mut reflex = Reflex::start(&[policy.arg(), "--ppid", &ppid, "--json"]);
     let caller = std::thread::spawn(move || target.go());
-    let first = gate.path().join("first");
-    let started = Instant::now();
-    while !first.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60) && !caller.is_finished(),
-            "the caller's first phase did not end"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    first_phase_ended(gate.path(), &caller);
     for name in ["b", "c"] {
         // The file watcher alone: one reload per change.
         policy.rewrite(&rated_getppid(name));
@@ -437,15 +443,7 @@ fn a_reload_that_needs_more_than_start_loaded_gets_it() {
         "tracepoint",
     ]);
     let caller = std::thread::spawn(move || target.go());
-    let first = gate.path().join("first");
-    let started = Instant::now();
-    while !first.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60) && !caller.is_finished(),
-            "the caller's first phase did not end"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    first_phase_ended(gate.path(), &caller);
     policy.rewrite(
         "rules:\n  - {name: b, syscall: getppid, rate: {over: 1, per: 1m, by: process}, \
          action: {pause: 200ms}}\n",
