@@ -275,3 +275,37 @@ fn lookups_agree_with_the_policy_on_random_calls() {
     // Every rule (and "no rule") was exercised.
     assert!(hits.iter().all(|&h| h > 0), "{hits:?}");
 }
+
+#[test]
+fn an_evaluator_is_asked_for_exactly_what_the_rules_use() {
+    use crate::abi::types::{reflex_dim as D, reflex_use as U};
+    let uses = |yaml: &str| compile(&policy(yaml), Options::default()).unwrap().uses();
+    // The seed's job: no selector, no feature.
+    let seed = compile(&Policy::seed(), Options::default()).unwrap().uses();
+    assert_eq!((seed.dims, seed.features), (0, 0));
+    let all = uses(concat!(
+        "rules:\n",
+        "  - {name: a, syscall: ptrace, args: {request: {range: [16, 17]}}, match: {uid: 1000},\n",
+        "     action: {pause: 1s}}\n",
+        "  - {name: b, syscall: getppid, rate: {over: 5, per: 1m}, action: audit}\n",
+        "  - {name: c, syscall: kill, action: {signal: SIGUSR1, to: parent}}\n",
+        "  - {name: d, syscall: execve, action: kill, disarm: {distinct: 3, per: 10m, by: executable}}\n",
+    ));
+    let bit = |u: U| u.0;
+    assert_eq!(
+        all.features,
+        bit(U::REFLEX_USE_CHECKS)
+            | bit(U::REFLEX_USE_STOP)
+            | bit(U::REFLEX_USE_RATE)
+            | bit(U::REFLEX_USE_TO)
+            | bit(U::REFLEX_USE_DISARM)
+    );
+    assert_eq!(all.dims, 1 << D::REFLEX_DIM_UID.0);
+    // An evaluator for everything covers it; one for the seed does not.
+    assert!(crate::rules::Uses::ALL.covers(&all));
+    assert!(!seed.covers(&all));
+    assert!(all.covers(&seed));
+    // A stop without a pause is a stop too: its resumption must be listed.
+    let stop = uses("rules:\n  - {name: s, syscall: getppid, action: {signal: SIGSTOP}}\n");
+    assert_eq!(stop.features, bit(U::REFLEX_USE_STOP));
+}
