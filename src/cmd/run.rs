@@ -159,11 +159,16 @@ fn hooks(set: &RuleSet, features: &Features, choice: plan::Choice) -> Result<Pla
             return Ok(assumed);
         }
     }
-    offer.raw_refused = features
+    offer.raw_refused = raw_refused(features);
+    plan::plan(set, choice, &offer).map_err(anyhow::Error::msg)
+}
+
+/// Why the raw hook cannot load here, if it cannot (asks the probe).
+fn raw_refused(features: &Features) -> Option<String> {
+    features
         .tp_btf()
         .refused()
-        .map(|why| format!("tp_btf {why}"));
-    plan::plan(set, choice, &offer).map_err(anyhow::Error::msg)
+        .map(|why| format!("tp_btf {why}"))
 }
 
 /// What this kernel offers for `set`, the raw hook assumed to load.
@@ -822,22 +827,15 @@ fn serve(mut s: Serve<'_, '_>) -> Result<Served> {
 /// [`Kernel::missed`]): at most once a second, with how many since.
 struct Misses {
     seen: u64,
-    checked: Instant,
 }
 
 impl Misses {
     fn new(seen: u64) -> Misses {
-        Misses {
-            seen,
-            checked: Instant::now(),
-        }
+        Misses { seen }
     }
 
+    /// The loop calls this after events, at most once a second.
     fn check(&mut self, kernel: &Kernel) {
-        if self.checked.elapsed() < Duration::from_secs(1) {
-            return;
-        }
-        self.checked = Instant::now();
         let now = kernel.missed();
         if now > self.seen {
             tracing::warn!(
@@ -909,10 +907,7 @@ fn reload(
     // The reason a replan gives compares with the best hooks for the new
     // set, which needs the full answer.
     let mut offer = offer(&set, features);
-    offer.raw_refused = features
-        .tp_btf()
-        .refused()
-        .map(|why| format!("tp_btf {why}"));
+    offer.raw_refused = raw_refused(features);
     let plan = plan::replan(&set, in_force, &offer).map_err(anyhow::Error::msg)?;
     timings::mark("hooks chosen");
     let narrow = !kernel.evaluator_handles_all();
