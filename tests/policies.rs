@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Ended, Launched, Output, PolicyFile, Reflex, Sleeper, TestCgroup, caller_cmd, example, launch,
-    root_or_skip, sysno,
+    Ended, Launched, Output, PolicyFile, Reflex, Sleeper, TestCgroup, caller_cmd, example,
+    fentry_available, launch, root_or_skip, strategies, sysno,
 };
 
 const SIGKILL: i32 = 9;
@@ -507,11 +507,25 @@ fn both_attachment_strategies_answer() {
         "0",
         "0",
     ]);
-    for (how, hook) in [
+    // `auto` prefers fentry where it loads; else getppid is a hot syscall,
+    // for which the raw hook costs least.
+    let fentry = fentry_available();
+    let mut hows = vec![
         ("tracepoint", "tp/syscalls/sys_enter_getppid"),
         ("raw", "tp_btf/sys_enter"),
-        ("auto", "tp_btf/sys_enter"),
-    ] {
+        (
+            "auto",
+            if fentry {
+                "fentry/"
+            } else {
+                "tp_btf/sys_enter"
+            },
+        ),
+    ];
+    if fentry {
+        hows.push(("fentry", "fentry/"));
+    }
+    for (how, hook) in hows {
         let (ended, _, out, pid) = under(policy.arg(), &["--attach", how], &[], &cmd);
         assert_eq!(ended, Ended::Exit(0));
         assert!(
@@ -546,7 +560,7 @@ fn no_call_escapes_across_reloads() {
     if !root_or_skip("no_call_escapes_across_reloads") {
         return;
     }
-    for how in ["tracepoint", "raw"] {
+    for how in strategies() {
         reloads_under(how);
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Ended, Launched, PolicyFile, Reflex, Sleeper, caller_cmd, lsm_available, root_or_skip, stopped,
-    sysno,
+    strategies, sysno,
 };
 use nix::sys::signal::Signal;
 
@@ -101,7 +101,7 @@ fn a_pause_at_syscall_entry_is_undone_at_stop() {
     let runs = nothing_left_stopped(
         "rules:\n  - {name: pause-entry, syscall: getppid, action: {pause: 60s}}\n",
         &getppid_loop(),
-        &["tracepoint", "raw"],
+        &strategies(),
     );
     assert_eq!(runs, 2 * repetitions());
 }
@@ -114,7 +114,7 @@ fn a_pause_at_syscall_exit_is_undone_at_stop() {
     let runs = nothing_left_stopped(
         "rules:\n  - {name: pause-exit, syscall: getppid, slower_than: 1ns, action: {pause: 60s}}\n",
         &getppid_loop(),
-        &["tracepoint", "raw"],
+        &strategies(),
     );
     assert_eq!(runs, 2 * repetitions());
 }

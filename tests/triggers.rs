@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    Ended, Launched, PolicyFile, Reflex, TestCgroup, caller_cmd, example, helper, launch,
-    root_or_skip, stopped, sysno,
+    Ended, Launched, PolicyFile, Reflex, TestCgroup, caller_cmd, example, fentry_available, helper,
+    launch, root_or_skip, stopped, sysno,
 };
 
 const SIGQUIT: i64 = 3;
@@ -29,11 +29,16 @@ fn a_slow_read_gets_sigquit_and_the_event_holds_its_duration() {
     let env = [("REFLEX_SLOW_COMM", "python3")];
     let policy = example("slow-syscall-dump.yaml");
     // Both exit hooks: per-syscall sys_exit tracepoints and tp_btf/sys_exit.
-    for (ms, slow, how) in [
+    // And fexit, where fentry loads.
+    let mut runs = vec![
         (600u64, true, "tracepoint"),
         (600, true, "raw"),
         (0, false, "auto"),
-    ] {
+    ];
+    if fentry_available() {
+        runs.push((600, true, "fentry"));
+    }
+    for (ms, slow, how) in runs {
         let target = launch(&caller_cmd(&["slowread", &ms.to_string()]));
         let ppid = target.ppid.to_string();
         let reflex =

@@ -102,7 +102,12 @@ pub fn run(rounds: usize, calls: u64, dir: &Path, with_bpftrace: bool) -> Figure
             Tool::bpftrace_seed(NOBODY),
         ));
     }
-    for how in ["tracepoint", "raw"] {
+    // fentry where it loads (the matrix's VMs; not this machine).
+    let mut hows = vec!["tracepoint", "raw"];
+    if tools::fentry_loads() {
+        hows.push("fentry");
+    }
+    for how in hows {
         configs.push((
             format!("reflex {how}: the seed's job, caller not matched (--ppid)"),
             Tool::reflex(&["--ppid", &NOBODY.to_string(), "--attach", how]),

@@ -222,6 +222,17 @@ impl Drop for Running {
     }
 }
 
+/// Whether `reflex check` says fentry programs load here.
+pub fn fentry_loads() -> bool {
+    let out = std::process::Command::new(REFLEX)
+        .arg("check")
+        .output()
+        .expect("reflex check");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.starts_with("fentry programs") && l.split_whitespace().nth(2) == Some("ok"))
+}
+
 /// The seed's program, loaded and attached until the box is dropped.
 pub fn load_seed(ppid: u32) -> Box<dyn std::any::Any> {
     let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =

@@ -284,8 +284,8 @@ pub fn rows(features: &Arc<Features>) -> Vec<Row> {
             "fentry programs",
             features.fentry(),
             privileged,
-            "function entry hooks are available",
-            "fentry-based hooks are unavailable; tracepoints are used",
+            "`--attach auto` watches syscalls with fentry on their functions: other syscalls pay nothing",
+            "syscalls are watched with tracepoints (every syscall then pays their slow path)",
         )
         .fix("fentry needs a kernel with BPF trampolines (5.5+, x86_64/arm64) and no lockdown of BPF"),
     );

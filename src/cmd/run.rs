@@ -154,6 +154,13 @@ fn preflight(features: &Features) -> Result<()> {
 /// tracepoints picks them whatever the answer.
 fn hooks(set: &RuleSet, features: &Features, choice: plan::Choice) -> Result<Plan> {
     let mut offer = offer(set, features);
+    if matches!(
+        choice,
+        plan::Choice::Auto | plan::Choice::Only(Strategy::Fentry)
+    ) {
+        fentry_offer(set, &mut offer);
+        crate::timings::mark("fentry asked");
+    }
     if let Ok(assumed) = plan::plan(set, choice, &offer) {
         if assumed.strategy == Strategy::Tracepoint {
             return Ok(assumed);
@@ -161,6 +168,33 @@ fn hooks(set: &RuleSet, features: &Features, choice: plan::Choice) -> Result<Pla
     }
     offer.raw_refused = raw_refused(features);
     plan::plan(set, choice, &offer).map_err(anyhow::Error::msg)
+}
+
+/// Whether fentry can watch `set`'s syscalls: their functions in the
+/// kernel's BTF, and whether a program loads on one.
+fn fentry_offer(set: &RuleSet, offer: &mut Offer) {
+    let names = set.syscall_names();
+    if names.is_empty() {
+        return;
+    }
+    let template = crate::kernel::FENTRY_TEMPLATE_SYSCALL;
+    let mut wanted = names.clone();
+    wanted.push(template);
+    match features::btf::syscall_functions(&wanted) {
+        Ok(found) => {
+            for name in wanted {
+                if let Some(f) = found.get(name) {
+                    offer.functions.insert(name, *f);
+                }
+            }
+            let first = names.iter().find_map(|n| offer.functions.get(n));
+            offer.fentry_refused = match first {
+                Some(&f) => features::fentry_loads(f).err(),
+                None => None,
+            };
+        }
+        Err(e) => offer.fentry_refused = Some(format!("reading the kernel's BTF: {e}")),
+    }
 }
 
 /// Why the raw hook cannot load here, if it cannot (asks the probe).

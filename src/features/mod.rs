@@ -15,6 +15,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapType, ProgramType};
 use nix::errno::Errno;
 
+pub mod btf;
+
 #[allow(clippy::all, dead_code, unused_imports, non_camel_case_types)]
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/probe.skel.rs"));
@@ -393,6 +395,46 @@ fn program(kind: ProgramKind) -> Answer {
         Ok(_link) => Answer::Yes,
         Err(e) => refused("attach", &e),
     }
+}
+
+/// Whether an fentry program loads on `function` (a program that does
+/// nothing, loaded and closed at once: the kernel refuses fentry at load
+/// where it refuses it at all). Cheaper than [`Features::fentry`], which
+/// loads an object (libbpf parses the kernel's BTF for it) and attaches.
+pub fn fentry_loads(function: btf::Function) -> Result<(), String> {
+    use libbpf_rs::libbpf_sys;
+    // r0 = 0; exit
+    let mut insns = [
+        libbpf_sys::bpf_insn::default(),
+        libbpf_sys::bpf_insn::default(),
+    ];
+    insns[0].code = (libbpf_sys::BPF_ALU64 | libbpf_sys::BPF_MOV | libbpf_sys::BPF_K) as u8;
+    insns[1].code = (libbpf_sys::BPF_JMP | libbpf_sys::BPF_EXIT) as u8;
+    let mut opts = libbpf_sys::bpf_prog_load_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as _,
+        expected_attach_type: libbpf_sys::BPF_TRACE_FENTRY,
+        attach_btf_id: function.id,
+        ..Default::default()
+    };
+    // SAFETY: valid name, license and two instructions; the descriptor is
+    // closed below.
+    let fd = unsafe {
+        libbpf_sys::bpf_prog_load(
+            libbpf_sys::BPF_PROG_TYPE_TRACING,
+            c"reflex_probe".as_ptr(),
+            c"GPL".as_ptr(),
+            insns.as_ptr(),
+            2,
+            &mut opts,
+        )
+    };
+    if fd < 0 {
+        let e = Errno::from_raw(-fd);
+        return Err(format!("fentry load refused with {e:?} ({})", e.desc()));
+    }
+    // SAFETY: our own new descriptor.
+    drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    Ok(())
 }
 
 /// Whether the kernel has these kfuncs (its BTF names the functions). The

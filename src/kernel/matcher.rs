@@ -41,6 +41,7 @@ impl<'obj> Matcher<'obj> {
             strategy: Strategy::Tracepoint,
             reason: "never attached".into(),
             args: Default::default(),
+            functions: Default::default(),
         };
         super::write(&objects, 0, set, &plan, 1)?;
         for pid in protected {

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use libbpf_rs::skel::Skel;
 use libbpf_rs::{MapCore, MapFlags, OpenObject};
 
+pub use attach::FENTRY_TEMPLATE_SYSCALL;
 pub use matcher::Matcher;
 pub use names::RuleNames;
 pub use object::LoadError;
@@ -110,6 +111,10 @@ const MAIN_PROGRAMS: &[&str] = &[
     "reflex_tp_eval",
 ];
 
+/// Under fentry: the stub each syscall function's program is loaded from,
+/// and the evaluator it tail-calls (attach/fentry.rs).
+const FENTRY_PROGRAMS: &[&str] = &["reflex_fentry", "reflex_fentry_eval"];
+
 /// What one rule set slot holds, to clear it before reuse.
 #[derive(Debug, Default)]
 struct Slot {
@@ -135,6 +140,7 @@ fn write(
     let handler = match plan.strategy {
         Strategy::Tracepoint => types::reflex_handler::REFLEX_HANDLER_TRACEPOINT,
         Strategy::Raw => types::reflex_handler::REFLEX_HANDLER_RAW,
+        Strategy::Fentry => types::reflex_handler::REFLEX_HANDLER_FENTRY,
     };
     let maps = &objects.main.maps;
     let mut written = Slot::default();
@@ -173,7 +179,6 @@ pub struct Kernel<'obj> {
     /// What the tracepoint evaluator in use handles, and the one that
     /// handles everything once a rule set has needed it.
     eval: rules::Uses,
-    wide_eval: Option<object::Extra>,
     /// The slot in force, once a set is installed.
     active: Option<u32>,
     slots: [Slot; 2],
@@ -208,6 +213,7 @@ impl<'obj> Kernel<'obj> {
         let programs = match strategy {
             Strategy::Tracepoint => MAIN_PROGRAMS,
             Strategy::Raw => &[],
+            Strategy::Fentry => FENTRY_PROGRAMS,
         };
         let objects = Objects::load(storage, settings, features, programs, uses)?;
         if strategy == Strategy::Tracepoint {
@@ -223,7 +229,6 @@ impl<'obj> Kernel<'obj> {
             attachments: attach::all(),
             objects,
             eval: uses,
-            wide_eval: None,
             active: None,
             slots: Default::default(),
             in_force: None,
@@ -255,8 +260,8 @@ impl<'obj> Kernel<'obj> {
         self.clear(next)?;
         self.generation += 1;
         self.write(next, set, plan)?;
-        if plan.strategy == Strategy::Tracepoint {
-            self.widen_evaluator(&set.uses())?;
+        if plan.strategy != Strategy::Raw {
+            self.widen_evaluator(plan.strategy, &set.uses())?;
         }
 
         // Every kind attaches what the new set needs; on failure each lets go
@@ -285,8 +290,20 @@ impl<'obj> Kernel<'obj> {
     /// everything, if the one in use does not handle `needed`: loaded once,
     /// swapped in with one map write, before the switch to the set that
     /// needs it (it answers the set in force as well).
-    fn widen_evaluator(&mut self, needed: &rules::Uses) -> Result<(), LoadError> {
+    ///
+    /// Under fentry the evaluator is only loaded here: the attachment puts
+    /// it in each prototype's program array when it attaches.
+    fn widen_evaluator(
+        &mut self,
+        strategy: Strategy,
+        needed: &rules::Uses,
+    ) -> Result<(), LoadError> {
         if self.eval.covers(needed) {
+            return Ok(());
+        }
+        if strategy == Strategy::Fentry {
+            self.objects.wide_eval = Some(self.objects.load_extra(&["reflex_fentry_eval"])?);
+            self.eval = rules::Uses::ALL;
             return Ok(());
         }
         let extra = self.objects.load_extra(&["reflex_tp_eval"])?;
@@ -297,7 +314,7 @@ impl<'obj> Kernel<'obj> {
             .tp_eval
             .update(&0u32.to_ne_bytes(), &eval.to_ne_bytes(), MapFlags::ANY)
             .map_err(map_err("tp_eval"))?;
-        self.wide_eval = Some(extra);
+        self.objects.wide_eval = Some(extra);
         self.eval = rules::Uses::ALL;
         Ok(())
     }

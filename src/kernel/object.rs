@@ -154,6 +154,9 @@ pub(super) struct Objects<'obj> {
     pub main: ReflexSkel<'obj>,
     pub settings: Settings,
     pub features: Arc<Features>,
+    /// The evaluator that handles every rule set, once a set has needed
+    /// more than the main object's handles.
+    pub wide_eval: Option<Extra>,
 }
 
 /// Programs loaded only when a rule set first needs them, in an instance of
@@ -204,6 +207,7 @@ impl<'obj> Objects<'obj> {
             main,
             settings: *settings,
             features,
+            wide_eval: None,
         })
     }
 
@@ -244,7 +248,7 @@ impl<'obj> Objects<'obj> {
 }
 
 /// A loaded program's `recursion_misses` (0 where the kernel has no such count).
-fn recursion_misses(prog: BorrowedFd<'_>) -> u64 {
+pub(crate) fn recursion_misses(prog: BorrowedFd<'_>) -> u64 {
     use libbpf_rs::libbpf_sys;
     let mut info = libbpf_sys::bpf_prog_info::default();
     let mut len = std::mem::size_of_val(&info) as u32;

@@ -13,11 +13,17 @@
 //! openat…): it saves ~130 ns on each watched call and costs ~39 ns more on
 //! the others, so it wins once watched calls are over ~23% of all calls.
 //! `reflex bench` measures both side by side.
+//!
+//! Both are beaten where the kernel lets reflex attach fentry programs to the
+//! syscalls' own functions (`__x64_sys_<name>`): no tracepoint is enabled, so
+//! the rest of the machine's syscalls pay nothing at all, and a watched call
+//! pays a BPF trampoline. `auto` prefers it wherever it loads.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::features::btf::Function;
 use crate::rules::RuleSet;
 
 /// How watched syscalls are hooked.
@@ -27,6 +33,9 @@ pub enum Strategy {
     Tracepoint,
     /// One `tp_btf/sys_enter` link; unwatched syscalls return at once.
     Raw,
+    /// One `fentry/__x64_sys_<name>` link per watched syscall (`fexit` for
+    /// exit rules).
+    Fentry,
 }
 
 impl fmt::Display for Strategy {
@@ -34,6 +43,7 @@ impl fmt::Display for Strategy {
         f.write_str(match self {
             Strategy::Tracepoint => "tracepoint",
             Strategy::Raw => "raw",
+            Strategy::Fentry => "fentry",
         })
     }
 }
@@ -53,9 +63,10 @@ impl FromStr for Choice {
             "auto" => Ok(Choice::Auto),
             "tracepoint" | "tp" => Ok(Choice::Only(Strategy::Tracepoint)),
             "raw" | "tp_btf" => Ok(Choice::Only(Strategy::Raw)),
+            "fentry" => Ok(Choice::Only(Strategy::Fentry)),
             other => Err(format!(
-                "unknown attach strategy '{other}': use auto, tracepoint (one tracepoint per syscall) \
-                 or raw (one tp_btf/sys_enter program)"
+                "unknown attach strategy '{other}': use auto, tracepoint (one tracepoint per syscall), \
+                 raw (one tp_btf/sys_enter program) or fentry (one fentry program per syscall function)"
             )),
         }
     }
@@ -73,6 +84,11 @@ pub struct Offer {
     pub args: BTreeMap<&'static str, u8>,
     /// The kernel has bpf_send_signal_task (6.13+).
     pub kfuncs: bool,
+    /// Why fentry programs are unavailable, if they are (None: not asked,
+    /// or they load).
+    pub fentry_refused: Option<String>,
+    /// The watched syscalls' functions, for fentry (empty when not asked).
+    pub functions: BTreeMap<&'static str, Function>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +98,8 @@ pub struct Plan {
     pub reason: String,
     /// Arguments each syscall takes (6 when unknown).
     pub args: BTreeMap<&'static str, u8>,
+    /// The watched syscalls' functions (fentry only).
+    pub functions: BTreeMap<&'static str, Function>,
 }
 
 /// Syscalls that are commonly a large share of all calls.
@@ -164,6 +182,7 @@ pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String
             strategy: Strategy::Raw,
             reason: "a rule signals another task (`to:`): only the raw hook can".into(),
             args: offer.args.clone(),
+            functions: BTreeMap::new(),
         });
     }
     let names = set.syscall_names();
@@ -173,6 +192,7 @@ pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String
                 strategy: Strategy::Raw,
                 reason,
                 args: offer.args.clone(),
+                functions: BTreeMap::new(),
             }),
             Some(why) => Err(why.clone()),
         }
@@ -183,6 +203,7 @@ pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String
                 strategy: Strategy::Tracepoint,
                 reason,
                 args: offer.args.clone(),
+                functions: BTreeMap::new(),
             }),
             missing => Err(format!(
                 "this kernel has no syscall tracepoint for {}",
@@ -190,7 +211,41 @@ pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String
             )),
         }
     };
+    // fentry where every watched syscall's function is in the kernel's BTF.
+    let fentry = || -> Result<Plan, String> {
+        if let Some(why) = &offer.fentry_refused {
+            return Err(why.clone());
+        }
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !offer.functions.contains_key(n))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "the kernel's BTF has no function for {}",
+                missing.join(", ")
+            ));
+        }
+        Ok(Plan {
+            strategy: Strategy::Fentry,
+            reason: String::new(),
+            args: offer.args.clone(),
+            functions: offer.functions.clone(),
+        })
+    };
     match choice {
+        Choice::Only(Strategy::Fentry) => fentry()
+            .map(|p| Plan {
+                reason: "asked for with --attach fentry".into(),
+                ..p
+            })
+            .map_err(|e| format!("--attach fentry: {e}")),
+        Choice::Auto if !names.is_empty() && fentry().is_ok() => fentry().map(|p| Plan {
+            reason: "fentry loads here: other syscalls pay nothing, watched ones a trampoline"
+                .into(),
+            ..p
+        }),
         Choice::Only(Strategy::Raw) => {
             raw("asked for with --attach raw".into()).map_err(|e| format!("--attach raw: {e}"))
         }
@@ -228,11 +283,20 @@ pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String
             } else {
                 None
             };
+            let no_fentry = match fentry() {
+                Ok(_) => String::new(),
+                Err(why) => format!("; fentry is unavailable ({why})"),
+            };
+            let with_fentry = |p: Plan| Plan {
+                reason: format!("{}{no_fentry}", p.reason),
+                ..p
+            };
             match (why_raw, &offer.raw_refused) {
-                (Some(why), None) => raw(why),
+                (Some(why), None) => raw(why).map(with_fentry),
                 (Some(why), Some(refused)) => tracepoint(format!(
                     "{why}, but the raw tracepoint is unavailable ({refused})"
-                )),
+                ))
+                .map(with_fentry),
                 (None, _) => tracepoint(format!(
                     "{} rarely called: other syscalls pay only the tracepoint slow path (~41 ns)",
                     if names.len() == 1 {
@@ -240,7 +304,8 @@ pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String
                     } else {
                         format!("{} are", names.join(", "))
                     }
-                )),
+                ))
+                .map(with_fentry),
             }
         }
     }
@@ -384,12 +449,69 @@ mod tests {
         assert!(plan(&set, Choice::Only(Strategy::Tracepoint), &with).is_err());
     }
 
+    fn with_fentry(names: &[&'static str]) -> Offer {
+        let f = Function {
+            id: 1,
+            proto: 2,
+            params: 1,
+            first_is_pointer: true,
+            aliased: false,
+        };
+        Offer {
+            functions: names.iter().map(|n| (*n, f)).collect(),
+            ..Offer::default()
+        }
+    }
+
+    #[test]
+    fn auto_prefers_fentry_where_it_loads() {
+        let p = plan(
+            &set("ptrace, openat"),
+            Choice::Auto,
+            &with_fentry(&["ptrace", "openat"]),
+        )
+        .unwrap();
+        assert_eq!(p.strategy, Strategy::Fentry);
+        assert!(p.reason.contains("fentry loads here"), "{}", p.reason);
+        // A syscall without a function in BTF: the old choice, and why.
+        let p = plan(
+            &set("ptrace, openat"),
+            Choice::Auto,
+            &with_fentry(&["ptrace"]),
+        )
+        .unwrap();
+        assert_eq!(p.strategy, Strategy::Raw);
+        assert!(
+            p.reason
+                .contains("fentry is unavailable (the kernel's BTF has no function for openat)"),
+            "{}",
+            p.reason
+        );
+        let refused = Offer {
+            fentry_refused: Some("fentry load refused with EPERM".into()),
+            ..with_fentry(&["kill"])
+        };
+        let p = plan(&set("kill"), Choice::Auto, &refused).unwrap();
+        assert_eq!(p.strategy, Strategy::Tracepoint);
+        assert!(
+            p.reason.ends_with("(fentry load refused with EPERM)"),
+            "{}",
+            p.reason
+        );
+        let err = plan(&set("kill"), Choice::Only(Strategy::Fentry), &refused).unwrap_err();
+        assert_eq!(err, "--attach fentry: fentry load refused with EPERM");
+    }
+
     #[test]
     fn choices_parse() {
         assert_eq!("auto".parse::<Choice>(), Ok(Choice::Auto));
         assert_eq!("tp_btf".parse::<Choice>(), Ok(Choice::Only(Strategy::Raw)));
+        assert_eq!(
+            "fentry".parse::<Choice>(),
+            Ok(Choice::Only(Strategy::Fentry))
+        );
         assert!(
-            "fentry"
+            "kprobe"
                 .parse::<Choice>()
                 .unwrap_err()
                 .contains("unknown attach strategy")

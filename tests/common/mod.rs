@@ -670,6 +670,22 @@ pub fn lsm_available() -> bool {
     kernel_offers("LSM programs")
 }
 
+/// Whether fentry programs load here, as `reflex check` says (then `auto`
+/// attaches fentry to watched syscalls).
+pub fn fentry_available() -> bool {
+    kernel_offers("fentry programs")
+}
+
+/// The syscall hooks `--attach` can choose here: tracepoint and raw, and
+/// fentry where it loads.
+pub fn strategies() -> Vec<&'static str> {
+    let mut all = vec!["tracepoint", "raw"];
+    if fentry_available() {
+        all.push("fentry");
+    }
+    all
+}
+
 /// A policy of `policies/examples/`, by file name.
 pub fn example(name: &str) -> String {
     format!("{}/policies/examples/{name}", env!("CARGO_MANIFEST_DIR"))

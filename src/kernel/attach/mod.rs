@@ -5,12 +5,14 @@
 //! detaches every kind. A new kind is one more type here, and stopping
 //! cannot forget it.
 
+mod fentry;
 mod followers;
 mod lsm;
 mod raw;
 mod sampler;
 mod tracepoints;
 
+pub use fentry::TEMPLATE_SYSCALL as FENTRY_TEMPLATE_SYSCALL;
 pub(super) use followers::PROGRAMS as FOLLOWER_PROGRAMS;
 
 use super::object::{LoadError, Objects};
@@ -50,6 +52,7 @@ pub(super) fn all() -> Vec<Box<dyn Attachment>> {
     vec![
         Box::new(tracepoints::Tracepoints::default()),
         Box::new(raw::Raw::default()),
+        Box::new(fentry::Fentry::default()),
         Box::new(sampler::Sampler::default()),
         Box::new(followers::Followers::default()),
         Box::new(lsm::Lsm::default()),

@@ -219,6 +219,7 @@ static __always_inline int on_tracepoint(struct syscall_trace_enter *ctx, int na
 		return 0;
 	call->nr = nr;
 	call->set = set;
+	call->tid = (__u32)bpf_get_current_pid_tgid();
 	/* Spelled out: the verifier refuses context reads at computed offsets. */
 	call->args[0] = nargs > 0 ? ctx->args[0] : 0;
 	call->args[1] = nargs > 1 ? ctx->args[1] : 0;
@@ -248,8 +249,8 @@ REFLEX_TP(4)
 REFLEX_TP(5)
 REFLEX_TP(6)
 
-SEC("tp")
-int reflex_tp_eval(void *ctx)
+/* The evaluation a stub hands over in `calls`. */
+static __always_inline int evaluate_handed(bool kfuncs)
 {
 	__u32 zero = 0, set, idx;
 	struct reflex_call *call = bpf_map_lookup_elem(&calls, &zero);
@@ -257,7 +258,8 @@ int reflex_tp_eval(void *ctx)
 	__u64 values[REFLEX_VALUES] = {};
 	struct call_info ci = {};
 
-	if (!call || call->nr < 0 || call->nr >= REFLEX_MAX_SYSCALLS)
+	if (!call || call->nr < 0 || call->nr >= REFLEX_MAX_SYSCALLS ||
+	    call->tid != (__u32)bpf_get_current_pid_tgid())
 		return 0;
 	/* The set the stub saw, not the one active now: a switch in between
 	 * must not make this call escape. */
@@ -268,8 +270,77 @@ int reflex_tp_eval(void *ctx)
 		return 0;
 	for (int i = 0; i < 6; i++)
 		values[i] = call->args[i];
-	evaluate(sc, set, call->nr, values, &ci, task_kfuncs);
+	evaluate(sc, set, call->nr, values, &ci, kfuncs);
 	return 0;
+}
+
+SEC("tp")
+int reflex_tp_eval(void *ctx)
+{
+	return evaluate_handed(task_kfuncs);
+}
+
+/*
+ * fentry on a watched syscall's own function (`__x64_sys_<name>`): the rest
+ * of the machine's syscalls pay nothing (no tracepoint slow path), the
+ * watched one a trampoline. One stub per syscall: user space loads this
+ * program's instructions again for each function (the attach target is
+ * fixed at load) and attaches each; every stub hands the call to the
+ * evaluator by tail call, so that the rule evaluation is verified once per
+ * function prototype. The targets named here are placeholders.
+ */
+#if defined(__TARGET_ARCH_x86)
+#define SYSCALL_NR(regs) ((long)(regs)->orig_ax)
+#elif defined(__TARGET_ARCH_arm64)
+#define SYSCALL_NR(regs) ((long)(regs)->syscallno)
+#endif
+
+SEC("?fentry/__x64_sys_ptrace")
+int BPF_PROG(reflex_fentry, struct pt_regs *regs)
+{
+	__u32 zero = 0, set;
+	struct reflex_call *call;
+	long nr = SYSCALL_NR(regs);
+	const struct reflex_syscall *sc = watched(nr, REFLEX_HANDLER_FENTRY, &set);
+
+	if (!sc)
+		return 0;
+	call = bpf_map_lookup_elem(&calls, &zero);
+	if (!call)
+		return 0;
+	call->nr = nr;
+	call->set = set;
+	call->tid = (__u32)bpf_get_current_pid_tgid();
+	call->args[0] = PT_REGS_PARM1_SYSCALL(regs);
+	call->args[1] = PT_REGS_PARM2_SYSCALL(regs);
+	call->args[2] = PT_REGS_PARM3_SYSCALL(regs);
+	call->args[3] = PT_REGS_PARM4_SYSCALL(regs);
+	call->args[4] = PT_REGS_PARM5_SYSCALL(regs);
+	call->args[5] = PT_REGS_PARM6_SYSCALL(regs);
+	/* Registers past the syscall's arguments hold leftovers: report zeros,
+	 * as the per-syscall tracepoints do. */
+	for (int i = 0; i < 6; i++)
+		if (i >= sc->nargs)
+			call->args[i] = 0;
+	time_entry(sc, nr, set, call->args);
+	if (!sc->rules)
+		return 0;
+	bpf_tail_call(ctx, &fentry_eval, 0);
+	return 0;
+}
+
+SEC("?fentry/__x64_sys_ptrace")
+int BPF_PROG(reflex_fentry_eval)
+{
+	return evaluate_handed(task_kfuncs);
+}
+
+/* fexit on a timed syscall's function, for exit rules: loaded again for
+ * each function, as the stubs are. */
+SEC("?fexit/__x64_sys_ptrace")
+int BPF_PROG(reflex_fexit, struct pt_regs *regs, long ret)
+{
+	return on_exit(SYSCALL_NR(regs), ret, REFLEX_HANDLER_FENTRY);
 }
 
 /* One program on the raw sys_enter tracepoint: sees every syscall, so the

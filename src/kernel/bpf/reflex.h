@@ -138,6 +138,7 @@ enum reflex_handler {
 	REFLEX_HANDLER_RAW = 2,	       /* tp_btf/sys_enter, one link for all syscalls */
 	REFLEX_HANDLER_LSM = 3,	       /* a BPF-LSM program on the hook */
 	REFLEX_HANDLER_PERF = 4,       /* the sampler */
+	REFLEX_HANDLER_FENTRY = 5,     /* fentry on the syscall's function, one link per syscall */
 };
 
 /* Selector dimensions: what a rule can constrain with a value lookup. */

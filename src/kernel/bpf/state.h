@@ -152,11 +152,15 @@ struct {
 	__array(values, struct grace_inner);
 } grace SEC(".maps");
 
-/* A tracepoint call handed from a per-arity stub to reflex_tp_eval. */
+/* A call handed from a stub (per-arity tracepoint, or fentry) to its
+ * evaluator by tail call. */
 struct reflex_call {
 	__s64 nr;
 	__u32 set; /* read once, by the stub: the call is answered by one set */
-	__u32 _pad;
+	/* The calling thread: an fentry stub may be preempted before its tail
+	 * call, and another thread's stub on this CPU fill this in meanwhile;
+	 * the evaluator answers only the thread it was handed. */
+	__u32 tid;
 	__u64 args[6];
 };
 
@@ -174,6 +178,17 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } tp_eval SEC(".maps");
+
+/* Slot 0: the fentry evaluator, for the fentry stubs of syscall functions
+ * with the evaluator's prototype (user space makes one more such map per
+ * prototype: the kernel tail-calls only between programs attached to
+ * functions of one prototype). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} fentry_eval SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
