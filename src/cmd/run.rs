@@ -158,7 +158,7 @@ fn hooks(set: &RuleSet, features: &Features, choice: plan::Choice) -> Result<Pla
         choice,
         plan::Choice::Auto | plan::Choice::Only(Strategy::Fentry)
     ) {
-        fentry_offer(set, &mut offer);
+        fentry_offer(set, &mut offer, true);
         crate::timings::mark("fentry asked");
     }
     if let Ok(assumed) = plan::plan(set, choice, &offer) {
@@ -171,8 +171,9 @@ fn hooks(set: &RuleSet, features: &Features, choice: plan::Choice) -> Result<Pla
 }
 
 /// Whether fentry can watch `set`'s syscalls: their functions in the
-/// kernel's BTF, and whether a program loads on one.
-fn fentry_offer(set: &RuleSet, offer: &mut Offer) {
+/// kernel's BTF, and (`ask_load`) whether a program loads on one. A reload
+/// under fentry asks only for the functions: start-up found that it loads.
+fn fentry_offer(set: &RuleSet, offer: &mut Offer, ask_load: bool) {
     let names = set.syscall_names();
     if names.is_empty() {
         return;
@@ -189,8 +190,8 @@ fn fentry_offer(set: &RuleSet, offer: &mut Offer) {
             }
             let first = names.iter().find_map(|n| offer.functions.get(n));
             offer.fentry_refused = match first {
-                Some(&f) => features::fentry_loads(f).err(),
-                None => None,
+                Some(&f) if ask_load => features::fentry_loads(f).err(),
+                _ => None,
             };
         }
         Err(e) => offer.fentry_refused = Some(format!("reading the kernel's BTF: {e}")),
@@ -942,6 +943,10 @@ fn reload(
     // set, which needs the full answer.
     let mut offer = offer(&set, features);
     offer.raw_refused = raw_refused(features);
+    // The functions of the new set's syscalls (the hooks stay fentry).
+    if in_force == Strategy::Fentry {
+        fentry_offer(&set, &mut offer, false);
+    }
     let plan = plan::replan(&set, in_force, &offer).map_err(anyhow::Error::msg)?;
     timings::mark("hooks chosen");
     let narrow = !kernel.evaluator_handles_all();

@@ -172,11 +172,10 @@ pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String
                 "a rule signals another task (`to:`), which needs the raw hook: {why}"
             ));
         }
-        if choice == Choice::Only(Strategy::Tracepoint) {
-            return Err(
-                "--attach tracepoint: a rule signals another task (`to:`), which needs the raw hook"
-                    .into(),
-            );
+        if let Choice::Only(other @ (Strategy::Tracepoint | Strategy::Fentry)) = choice {
+            return Err(format!(
+                "--attach {other}: a rule signals another task (`to:`), which needs the raw hook"
+            ));
         }
         return Ok(Plan {
             strategy: Strategy::Raw,
@@ -283,9 +282,12 @@ pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String
             } else {
                 None
             };
+            // Said only when fentry was asked about (start-up under `auto`,
+            // a reload under fentry).
+            let asked = offer.fentry_refused.is_some() || !offer.functions.is_empty();
             let no_fentry = match fentry() {
-                Ok(_) => String::new(),
-                Err(why) => format!("; fentry is unavailable ({why})"),
+                Err(why) if asked => format!("; fentry is unavailable ({why})"),
+                _ => String::new(),
             };
             let with_fentry = |p: Plan| Plan {
                 reason: format!("{}{no_fentry}", p.reason),
@@ -447,6 +449,41 @@ mod tests {
             Strategy::Raw
         );
         assert!(plan(&set, Choice::Only(Strategy::Tracepoint), &with).is_err());
+        // fentry neither: asked for, or kept at a reload.
+        let err = plan(&set, Choice::Only(Strategy::Fentry), &with).unwrap_err();
+        assert!(
+            err.starts_with("--attach fentry: a rule signals another task"),
+            "{err}"
+        );
+        let err = replan(&set, Strategy::Fentry, &with).unwrap_err();
+        assert!(
+            err.contains("the fentry hooks chosen at start cannot serve"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_reload_under_fentry_keeps_it() {
+        // The functions of the new set's syscalls are what a reload asks for.
+        let p = replan(
+            &set("ptrace, getppid"),
+            Strategy::Fentry,
+            &with_fentry(&["ptrace", "getppid"]),
+        )
+        .unwrap();
+        assert_eq!(p.strategy, Strategy::Fentry);
+        assert_eq!(p.reason, "kept from start");
+        assert_eq!(p.functions.len(), 2);
+        let err = replan(
+            &set("ptrace, getppid"),
+            Strategy::Fentry,
+            &with_fentry(&["ptrace"]),
+        )
+        .unwrap_err();
+        assert!(err.contains("no function for getppid"), "{err}");
+        // Not asked about (another hook in force): not said to be missing.
+        let p = replan(&set("openat"), Strategy::Tracepoint, &Offer::default()).unwrap();
+        assert!(!p.reason.contains("fentry"), "{}", p.reason);
     }
 
     fn with_fentry(names: &[&'static str]) -> Offer {
