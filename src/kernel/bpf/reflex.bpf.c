@@ -219,7 +219,6 @@ static __always_inline int on_tracepoint(struct syscall_trace_enter *ctx, int na
 		return 0;
 	call->nr = nr;
 	call->set = set;
-	call->tid = (__u32)bpf_get_current_pid_tgid();
 	/* Spelled out: the verifier refuses context reads at computed offsets. */
 	call->args[0] = nargs > 0 ? ctx->args[0] : 0;
 	call->args[1] = nargs > 1 ? ctx->args[1] : 0;
@@ -249,7 +248,7 @@ REFLEX_TP(4)
 REFLEX_TP(5)
 REFLEX_TP(6)
 
-/* The evaluation a stub hands over in `calls`. */
+/* The evaluation a tracepoint stub hands over in `calls`. */
 static __always_inline int evaluate_handed(bool kfuncs)
 {
 	__u32 zero = 0, set, idx;
@@ -258,8 +257,7 @@ static __always_inline int evaluate_handed(bool kfuncs)
 	__u64 values[REFLEX_VALUES] = {};
 	struct call_info ci = {};
 
-	if (!call || call->nr < 0 || call->nr >= REFLEX_MAX_SYSCALLS ||
-	    call->tid != (__u32)bpf_get_current_pid_tgid())
+	if (!call || call->nr < 0 || call->nr >= REFLEX_MAX_SYSCALLS)
 		return 0;
 	/* The set the stub saw, not the one active now: a switch in between
 	 * must not make this call escape. */
@@ -295,44 +293,66 @@ int reflex_tp_eval(void *ctx)
 #define SYSCALL_NR(regs) ((long)(regs)->syscallno)
 #endif
 
+/* A watched call's number, rule set and arguments, read from its
+ * registers (zeros past the syscall's arguments: registers there hold
+ * leftovers, and the per-syscall tracepoints report zeros). */
+static __always_inline const struct reflex_syscall *fentry_call(struct pt_regs *regs, long *nr,
+								__u32 *set, __u64 *args)
+{
+	const struct reflex_syscall *sc;
+
+	*nr = SYSCALL_NR(regs);
+	sc = watched(*nr, REFLEX_HANDLER_FENTRY, set);
+	if (!sc)
+		return NULL;
+	args[0] = PT_REGS_PARM1_SYSCALL(regs);
+	args[1] = PT_REGS_PARM2_SYSCALL(regs);
+	args[2] = PT_REGS_PARM3_SYSCALL(regs);
+	args[3] = PT_REGS_PARM4_SYSCALL(regs);
+	args[4] = PT_REGS_PARM5_SYSCALL(regs);
+	args[5] = PT_REGS_PARM6_SYSCALL(regs);
+	for (int i = 0; i < 6; i++)
+		if (i >= sc->nargs)
+			args[i] = 0;
+	return sc;
+}
+
 SEC("?fentry/__x64_sys_ptrace")
 int BPF_PROG(reflex_fentry, struct pt_regs *regs)
 {
-	__u32 zero = 0, set;
-	struct reflex_call *call;
-	long nr = SYSCALL_NR(regs);
-	const struct reflex_syscall *sc = watched(nr, REFLEX_HANDLER_FENTRY, &set);
+	__u64 args[6];
+	__u32 set;
+	long nr;
+	const struct reflex_syscall *sc = fentry_call(regs, &nr, &set, args);
 
 	if (!sc)
 		return 0;
-	call = bpf_map_lookup_elem(&calls, &zero);
-	if (!call)
-		return 0;
-	call->nr = nr;
-	call->set = set;
-	call->tid = (__u32)bpf_get_current_pid_tgid();
-	call->args[0] = PT_REGS_PARM1_SYSCALL(regs);
-	call->args[1] = PT_REGS_PARM2_SYSCALL(regs);
-	call->args[2] = PT_REGS_PARM3_SYSCALL(regs);
-	call->args[3] = PT_REGS_PARM4_SYSCALL(regs);
-	call->args[4] = PT_REGS_PARM5_SYSCALL(regs);
-	call->args[5] = PT_REGS_PARM6_SYSCALL(regs);
-	/* Registers past the syscall's arguments hold leftovers: report zeros,
-	 * as the per-syscall tracepoints do. */
-	for (int i = 0; i < 6; i++)
-		if (i >= sc->nargs)
-			call->args[i] = 0;
-	time_entry(sc, nr, set, call->args);
+	time_entry(sc, nr, set, args);
 	if (!sc->rules)
 		return 0;
 	bpf_tail_call(ctx, &fentry_eval, 0);
 	return 0;
 }
 
+/* The evaluator reads the call from its registers again (the tail call
+ * hands it the same context) rather than from the per-CPU slot the
+ * tracepoint stubs use: a program on a BPF trampoline runs with migration
+ * disabled, not preemption, so another thread's stub on this CPU could
+ * overwrite a slot between this call's stub and its evaluation. If a
+ * reload switched sets in between, the new set answers the call. */
 SEC("?fentry/__x64_sys_ptrace")
-int BPF_PROG(reflex_fentry_eval)
+int BPF_PROG(reflex_fentry_eval, struct pt_regs *regs)
 {
-	return evaluate_handed(task_kfuncs);
+	__u64 values[REFLEX_VALUES] = {};
+	struct call_info ci = {};
+	__u32 set;
+	long nr;
+	const struct reflex_syscall *sc = fentry_call(regs, &nr, &set, values);
+
+	if (!sc || !sc->rules)
+		return 0;
+	evaluate(sc, set, nr, values, &ci, task_kfuncs);
+	return 0;
 }
 
 /* fexit on a timed syscall's function, for exit rules: loaded again for

@@ -152,15 +152,13 @@ struct {
 	__array(values, struct grace_inner);
 } grace SEC(".maps");
 
-/* A call handed from a stub (per-arity tracepoint, or fentry) to its
- * evaluator by tail call. */
+/* A tracepoint call handed from a per-arity stub to reflex_tp_eval by tail
+ * call (per CPU: syscall tracepoints run their BPF programs with preemption
+ * disabled, so nothing else on the CPU writes it in between). */
 struct reflex_call {
 	__s64 nr;
 	__u32 set; /* read once, by the stub: the call is answered by one set */
-	/* The calling thread: an fentry stub may be preempted before its tail
-	 * call, and another thread's stub on this CPU fill this in meanwhile;
-	 * the evaluator answers only the thread it was handed. */
-	__u32 tid;
+	__u32 _pad;
 	__u64 args[6];
 };
 
