@@ -72,8 +72,13 @@ fn to_targets_get_the_same_safety_as_callers() {
     let policy = PolicyFile::new("rules:\n  - {name: first, syscall: getpid, action: audit}\n");
     let target = launch(&caller_cmd(&["call", &getppid]));
     let ppid = target.ppid.to_string();
+    // The raw hook from the start: the reload brings `to:` rules, which
+    // only it serves (under `auto` a kernel with fentry would pick fentry,
+    // and the reload would be refused, rightly, with that reason).
     let reflex = Reflex::start(&[
         policy.arg(),
+        "--attach",
+        "raw",
         "--ppid",
         &ppid,
         "--json",

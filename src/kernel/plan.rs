@@ -233,6 +233,20 @@ pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String
             functions: offer.functions.clone(),
         })
     };
+    // Whether every watched syscall's function has the prototype the main
+    // object's evaluator was verified for: another prototype needs the
+    // evaluator loaded again, which Debian's 5.10 refuses (EACCES, seen in
+    // the matrix); `auto` then keeps to the other hooks, `--attach fentry`
+    // tries.
+    let one_prototype = || {
+        let template = offer
+            .functions
+            .get(crate::kernel::FENTRY_TEMPLATE_SYSCALL)
+            .map(|f| f.proto);
+        names
+            .iter()
+            .all(|n| offer.functions.get(n).map(|f| f.proto) == template)
+    };
     match choice {
         Choice::Only(Strategy::Fentry) => fentry()
             .map(|p| Plan {
@@ -240,11 +254,13 @@ pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String
                 ..p
             })
             .map_err(|e| format!("--attach fentry: {e}")),
-        Choice::Auto if !names.is_empty() && fentry().is_ok() => fentry().map(|p| Plan {
-            reason: "fentry loads here: other syscalls pay nothing, watched ones a trampoline"
-                .into(),
-            ..p
-        }),
+        Choice::Auto if !names.is_empty() && fentry().is_ok() && one_prototype() => {
+            fentry().map(|p| Plan {
+                reason: "fentry loads here: other syscalls pay nothing, watched ones a trampoline"
+                    .into(),
+                ..p
+            })
+        }
         Choice::Only(Strategy::Raw) => {
             raw("asked for with --attach raw".into()).map_err(|e| format!("--attach raw: {e}"))
         }
@@ -287,6 +303,9 @@ pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String
             let asked = offer.fentry_refused.is_some() || !offer.functions.is_empty();
             let no_fentry = match fentry() {
                 Err(why) if asked => format!("; fentry is unavailable ({why})"),
+                Ok(_) if asked => "; fentry not chosen: a watched syscall's function has another \
+                                   prototype than ptrace's (`--attach fentry` to try it)"
+                    .into(),
                 _ => String::new(),
             };
             let with_fentry = |p: Plan| Plan {
