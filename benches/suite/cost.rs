@@ -70,7 +70,15 @@ pub struct Figures {
     pub table: String,
 }
 
-pub fn run(rounds: usize, calls: u64, dir: &Path, with_bpftrace: bool) -> Figures {
+/// `hooks`: the reflex hooks to measure (empty: tracepoint, raw, and
+/// fentry where it loads).
+pub fn run(
+    rounds: usize,
+    calls: u64,
+    dir: &Path,
+    with_bpftrace: bool,
+    hooks: &[String],
+) -> Figures {
     let write = |name: &str, yaml: &str| {
         let p = dir.join(name);
         std::fs::write(&p, yaml).unwrap();
@@ -106,6 +114,9 @@ pub fn run(rounds: usize, calls: u64, dir: &Path, with_bpftrace: bool) -> Figure
     let mut hows = vec!["tracepoint", "raw"];
     if tools::fentry_loads() {
         hows.push("fentry");
+    }
+    if !hooks.is_empty() {
+        hows.retain(|h| hooks.iter().any(|w| w == h));
     }
     for how in hows {
         configs.push((

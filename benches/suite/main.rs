@@ -21,6 +21,8 @@ struct Args {
     bpftrace: bool,
     /// Only these sections (1-4); all when empty.
     only: Vec<usize>,
+    /// Section 2's reflex hooks (all that load here when empty).
+    hooks: Vec<String>,
 }
 
 fn args() -> Args {
@@ -30,6 +32,7 @@ fn args() -> Args {
         calls: 100_000,
         bpftrace: true,
         only: Vec::new(),
+        hooks: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -49,9 +52,15 @@ fn args() -> Args {
             }
             "--no-bpftrace" => a.bpftrace = false,
             "--only" => a.only.push(num("--only")),
+            "--hooks" => {
+                let list = it
+                    .next()
+                    .expect("--hooks needs a list: tracepoint,raw,fentry");
+                a.hooks = list.split(',').map(str::to_string).collect();
+            }
             "--bench" => {} // cargo bench passes this
             other => panic!(
-                "unknown argument {other}: use --trials N, --rounds N, --calls N, --quick, --no-bpftrace, --only SECTION"
+                "unknown argument {other}: use --trials N, --rounds N, --calls N, --quick, --no-bpftrace, --only SECTION, --hooks LIST"
             ),
         }
     }
@@ -127,7 +136,7 @@ fn main() {
     }
     if run(2) {
         eprintln!("bench: 2/4 cost ({} rounds)…", a.rounds);
-        let cost = cost::run(a.rounds, a.calls, dir.path(), a.bpftrace);
+        let cost = cost::run(a.rounds, a.calls, dir.path(), a.bpftrace, &a.hooks);
         report.push_str(&format!(
             "### 2. Cost per call: the watched syscall (ptrace) and an unrelated one (getppid)\n\n\
          Configurations take turns, {} rounds; each measurement is the best of 5 × {} calls. \
