@@ -278,6 +278,24 @@ int reflex_tp_eval(void *ctx)
 	return evaluate_handed(task_kfuncs);
 }
 
+/* A syscall's arguments from its registers, for the fentry and raw hooks
+ * (`regs` is a BTF pointer there: plain loads, no helper calls). Registers
+ * past the syscall's arguments hold leftovers: zeros are reported, as the
+ * per-syscall tracepoints do. */
+static __always_inline void regs_args(struct pt_regs *regs, const struct reflex_syscall *sc,
+				      __u64 *args)
+{
+	args[0] = PT_REGS_PARM1_SYSCALL(regs);
+	args[1] = PT_REGS_PARM2_SYSCALL(regs);
+	args[2] = PT_REGS_PARM3_SYSCALL(regs);
+	args[3] = PT_REGS_PARM4_SYSCALL(regs);
+	args[4] = PT_REGS_PARM5_SYSCALL(regs);
+	args[5] = PT_REGS_PARM6_SYSCALL(regs);
+	for (int i = 0; i < 6; i++)
+		if (i >= sc->nargs)
+			args[i] = 0;
+}
+
 /*
  * fentry on a watched syscall's own function (`__x64_sys_<name>`): the rest
  * of the machine's syscalls pay nothing (no tracepoint slow path), the
@@ -294,8 +312,7 @@ int reflex_tp_eval(void *ctx)
 #endif
 
 /* A watched call's number, rule set and arguments, read from its
- * registers (zeros past the syscall's arguments: registers there hold
- * leftovers, and the per-syscall tracepoints report zeros). */
+ * registers. */
 static __always_inline const struct reflex_syscall *fentry_call(struct pt_regs *regs, long *nr,
 								__u32 *set, __u64 *args)
 {
@@ -303,17 +320,8 @@ static __always_inline const struct reflex_syscall *fentry_call(struct pt_regs *
 
 	*nr = SYSCALL_NR(regs);
 	sc = watched(*nr, REFLEX_HANDLER_FENTRY, set);
-	if (!sc)
-		return NULL;
-	args[0] = PT_REGS_PARM1_SYSCALL(regs);
-	args[1] = PT_REGS_PARM2_SYSCALL(regs);
-	args[2] = PT_REGS_PARM3_SYSCALL(regs);
-	args[3] = PT_REGS_PARM4_SYSCALL(regs);
-	args[4] = PT_REGS_PARM5_SYSCALL(regs);
-	args[5] = PT_REGS_PARM6_SYSCALL(regs);
-	for (int i = 0; i < 6; i++)
-		if (i >= sc->nargs)
-			args[i] = 0;
+	if (sc)
+		regs_args(regs, sc, args);
 	return sc;
 }
 
@@ -374,18 +382,7 @@ static __always_inline int on_raw(struct pt_regs *regs, long nr, bool kfuncs)
 
 	if (!sc)
 		return 0;
-	/* `regs` is a BTF pointer: plain loads, no helper calls. */
-	values[0] = PT_REGS_PARM1_SYSCALL(regs);
-	values[1] = PT_REGS_PARM2_SYSCALL(regs);
-	values[2] = PT_REGS_PARM3_SYSCALL(regs);
-	values[3] = PT_REGS_PARM4_SYSCALL(regs);
-	values[4] = PT_REGS_PARM5_SYSCALL(regs);
-	values[5] = PT_REGS_PARM6_SYSCALL(regs);
-	/* Registers past the syscall's arguments hold leftovers: report zeros,
-	 * as the per-syscall tracepoints do. */
-	for (int i = 0; i < 6; i++)
-		if (i >= sc->nargs)
-			values[i] = 0;
+	regs_args(regs, sc, values);
 	time_entry(sc, nr, set, values);
 	if (!sc->rules)
 		return 0;
