@@ -507,8 +507,9 @@ fn both_attachment_strategies_answer() {
         "0",
         "0",
     ]);
-    // `auto` prefers fentry where it loads; else getppid is a hot syscall,
-    // for which the raw hook costs least.
+    // getppid is a hot syscall, for which the raw hook costs least; `auto`
+    // does not choose fentry even where it loads, because getppid's function
+    // (no arguments) has another prototype than ptrace's (and says so).
     let fentry = fentry_available();
     let mut hows = vec![
         ("tracepoint", "tp/syscalls/sys_enter_getppid"),
@@ -516,7 +517,7 @@ fn both_attachment_strategies_answer() {
         (
             "auto",
             if fentry {
-                "fentry/"
+                "fentry not chosen: a watched syscall's function has another prototype"
             } else {
                 "tp_btf/sys_enter"
             },
@@ -545,6 +546,25 @@ fn both_attachment_strategies_answer() {
             "{how}"
         );
         assert!(events.iter().all(|e| e["pid"] == pid));
+    }
+    // Where fentry loads, `auto` chooses it for a set whose functions all
+    // have ptrace's prototype.
+    if fentry {
+        let policy = PolicyFile::new("rules:\n  - {name: r, syscall: ptrace, action: audit}\n");
+        let cmd = caller_cmd(&["call", &sysno("ptrace"), "1", "0", "0", "0"]);
+        let (ended, _, out, pid) = under(policy.arg(), &["--attach", "auto"], &[], &cmd);
+        assert_eq!(ended, Ended::Exit(0));
+        assert!(
+            out.stderr
+                .iter()
+                .any(|l| l.contains("fentry/__x64_sys_ptrace")),
+            "auto: {:?}",
+            out.stderr
+        );
+        let events = out.json();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["syscall"], "ptrace");
+        assert_eq!(events[0]["pid"], pid);
     }
 }
 

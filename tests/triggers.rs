@@ -38,11 +38,24 @@ fn a_slow_read_gets_sigquit_and_the_event_holds_its_duration() {
     if fentry_available() {
         runs.push((600, true, "fentry"));
     }
+    // Under `--attach fentry`, the example's read rule alone: its other
+    // syscalls' functions include one of another prototype than ptrace's on
+    // Debian's 5.10, which refuses the evaluator verified for it (`auto`
+    // does not choose fentry there; the README says so).
+    let read_only = PolicyFile::new(
+        "rules:\n  - name: dump-on-slow-read\n    syscall: read\n    slower_than: 200ms\n    \
+         match: {comm: python3}\n    action: {signal: SIGQUIT, thread: true}\n",
+    );
     for (ms, slow, how) in runs {
         let target = launch(&caller_cmd(&["slowread", &ms.to_string()]));
         let ppid = target.ppid.to_string();
+        let policy = if how == "fentry" {
+            read_only.arg()
+        } else {
+            policy.as_str()
+        };
         let reflex =
-            Reflex::start_with_env(&[&policy, "--ppid", &ppid, "--json", "--attach", how], &env);
+            Reflex::start_with_env(&[policy, "--ppid", &ppid, "--json", "--attach", how], &env);
         let (ended, printed) = target.go();
         let out = reflex.stop();
         assert_eq!(ended, Ended::Exit(0), "{how}: {printed:?}");

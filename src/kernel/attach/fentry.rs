@@ -178,6 +178,7 @@ impl Fentry {
         objects: &Objects<'_>,
         plan: &Plan,
         function: Function,
+        at: &str,
     ) -> Result<RawFd, LoadError> {
         let main = &objects.main;
         let template_proto = plan.functions.get(TEMPLATE_SYSCALL).map(|f| f.proto);
@@ -221,13 +222,24 @@ impl Fentry {
         let own = match group.array {
             // The templates' prototype: the loaded evaluator itself.
             None => None,
-            Some(_) => Some(load_again(
-                object,
-                prog,
-                libbpf_sys::BPF_TRACE_FENTRY,
-                function.id,
-                None,
-            )?),
+            // (Debian's 5.10 refuses this load with EACCES: `auto` does
+            // not choose fentry for such a set; `--attach fentry` says why.)
+            Some(_) => Some(
+                load_again(
+                    object,
+                    prog,
+                    libbpf_sys::BPF_TRACE_FENTRY,
+                    function.id,
+                    None,
+                )
+                .map_err(|e| {
+                    LoadError::Unavailable(format!(
+                        "{at}: its function has another prototype than {TEMPLATE_SYSCALL}'s, \
+                         and the evaluator verified for it was refused ({e}); \
+                         `--attach auto` or `--attach raw` watch it"
+                    ))
+                })?,
+            ),
         };
         let eval = match &own {
             Some(fd) => fd.as_raw_fd(),
@@ -284,7 +296,7 @@ impl Attachment for Fentry {
             );
             // Every set's evaluator, even for a set that loaded no stub.
             if !is_exit {
-                self.array_for(objects, plan, function)?;
+                self.array_for(objects, plan, function, &at)?;
             }
             if !self.programs.contains_key(&point) {
                 let prog = if is_exit {
@@ -300,7 +312,7 @@ impl Attachment for Fentry {
                         None,
                     )?
                 } else {
-                    let array = self.array_for(objects, plan, function)?;
+                    let array = self.array_for(objects, plan, function, &at)?;
                     let main = &objects.main;
                     load_again(
                         main.object(),
