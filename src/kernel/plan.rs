@@ -24,6 +24,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::features::btf::Function;
+use crate::kernel::FENTRY_TEMPLATE_SYSCALL as TEMPLATE;
 use crate::rules::RuleSet;
 
 /// How watched syscalls are hooked.
@@ -239,10 +240,7 @@ pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String
     // the matrix); `auto` then keeps to the other hooks, `--attach fentry`
     // tries.
     let one_prototype = || {
-        let template = offer
-            .functions
-            .get(crate::kernel::FENTRY_TEMPLATE_SYSCALL)
-            .map(|f| f.proto);
+        let template = offer.functions.get(TEMPLATE).map(|f| f.proto);
         names
             .iter()
             .all(|n| offer.functions.get(n).map(|f| f.proto) == template)
@@ -303,9 +301,12 @@ pub fn plan(set: &RuleSet, choice: Choice, offer: &Offer) -> Result<Plan, String
             let asked = offer.fentry_refused.is_some() || !offer.functions.is_empty();
             let no_fentry = match fentry() {
                 Err(why) if asked => format!("; fentry is unavailable ({why})"),
-                Ok(_) if asked => "; fentry not chosen: a watched syscall's function has another \
-                                   prototype than ptrace's (`--attach fentry` to try it)"
-                    .into(),
+                // (The arm above takes every set that fentry serves with
+                // one prototype.)
+                Ok(_) if asked && !one_prototype() => format!(
+                    "; fentry not chosen: a watched syscall's function has another prototype \
+                     than {TEMPLATE}'s (`--attach fentry` to try it)"
+                ),
                 _ => String::new(),
             };
             let with_fentry = |p: Plan| Plan {
