@@ -7,6 +7,10 @@ use std::process::Command;
 
 use libbpf_cargo::SkeletonBuilder;
 
+#[allow(dead_code)]
+#[path = "src/features/btf_types.rs"]
+mod btf_types;
+
 /// Where the vendored vmlinux.h lives (one per target arch).
 const VMLINUX_DIR: &str = "src/kernel/bpf/vmlinux";
 /// Each BPF object: (its folder, next to the Rust that loads it; its name).
@@ -73,8 +77,10 @@ fn main() {
 
     for (dir, name) in objects {
         let src = Path::new(dir).join(format!("{name}.bpf.c"));
+        let obj = out.join(format!("{name}.bpf.o"));
         SkeletonBuilder::new()
             .source(&src)
+            .obj(&obj)
             .clang(&clang)
             .clang_args([
                 "-Wall".into(),
@@ -86,7 +92,76 @@ fn main() {
             ])
             .build_and_generate(out.join(format!("{name}.skel.rs")))
             .unwrap_or_else(|e| panic!("building {}: {e:#}", src.display()));
+        if name == "reflex" {
+            let roots = core_roots(&std::fs::read(&obj).expect("the object just built"))
+                .unwrap_or_else(|e| panic!("reading {}'s CO-RE relocations: {e}", obj.display()));
+            std::fs::write(out.join("core_roots.rs"), roots).expect("writing core_roots.rs");
+        }
     }
+}
+
+/// The types the object's CO-RE relocations are relative to (their root
+/// types, by name) and which kinds of relocation it has, as Rust: what
+/// `Features::core_btf` keeps of the kernel's BTF for libbpf.
+fn core_roots(elf: &[u8]) -> Result<String, String> {
+    use btf_types::{Types, u32_at};
+    let section = |want: &str| -> Result<&[u8], String> {
+        let u64_at = |at: usize| {
+            elf.get(at..at + 8)
+                .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+                as usize
+        };
+        let u16_at = |at: usize| {
+            elf.get(at..at + 2)
+                .map_or(0, |b| u16::from_le_bytes([b[0], b[1]])) as usize
+        };
+        let (shoff, shentsize, shnum, shstrndx) =
+            (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+        let header = |i: usize| shoff + i * shentsize;
+        let names = u64_at(header(shstrndx) + 0x18);
+        for i in 0..shnum {
+            let h = header(i);
+            let name_at = names + u32_at(elf, h) as usize;
+            let name = &elf[name_at..];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(0)];
+            if name == want.as_bytes() {
+                let (off, size) = (u64_at(h + 0x18), u64_at(h + 0x20));
+                return elf
+                    .get(off..off + size)
+                    .ok_or(format!("{want} past the end"));
+            }
+        }
+        Err(format!("no {want} section"))
+    };
+    let types = Types::parse(section(".BTF")?)?;
+    // .BTF.ext: its header, then the CO-RE relocations' part: a record size,
+    // then per program section its name, a count and the records (insn
+    // offset, root type id, access string, kind).
+    let ext = section(".BTF.ext")?;
+    let hdr_len = u32_at(ext, 4) as usize;
+    let (off, len) = (u32_at(ext, 24) as usize, u32_at(ext, 28) as usize);
+    let relos = ext
+        .get(hdr_len + off..hdr_len + off + len)
+        .ok_or("CO-RE relocations past the end")?;
+    let rec_size = u32_at(relos, 0) as usize;
+    let (mut roots, mut kinds, mut at) = (std::collections::BTreeSet::new(), 0u32, 4);
+    while at + 8 <= relos.len() {
+        let count = u32_at(relos, at + 4) as usize;
+        at += 8;
+        for _ in 0..count {
+            let name = types.name(u32_at(relos, at + 4));
+            roots.insert(String::from_utf8_lossy(name).into_owned());
+            kinds |= 1 << u32_at(relos, at + 12);
+            at += rec_size;
+        }
+    }
+    Ok(format!(
+        "/// The types reflex.bpf.c's CO-RE relocations are relative to, by name.\n\
+         pub const CORE_ROOTS: &[&str] = &{:?};\n\
+         /// Its kinds of CO-RE relocation (enum bpf_core_relo_kind), one bit each.\n\
+         pub const CORE_RELO_KINDS: u32 = {kinds:#x};\n",
+        roots.iter().collect::<Vec<_>>()
+    ))
 }
 
 /// `REFLEX_CLANG` if set; otherwise the first clang on PATH that is new enough,

@@ -317,3 +317,35 @@ fn tree_and_ancestor_catch_a_grandchild_that_ppid_misses() {
         assert_eq!(e["ancestors"][2]["pid"], std::process::id(), "{e}");
     }
 }
+
+/// libbpf relocates every program against the part of the kernel's BTF
+/// reflex cuts for it (the types the relocations are relative to, down to
+/// the first pointer) exactly as against all of it: same instructions, same
+/// offsets, same answers to "does this field exist", on every kernel this
+/// runs on (the matrix runs it on each).
+#[test]
+fn the_kernel_btf_cut_for_core_relocates_as_all_of_it() {
+    if !root_or_skip("the_kernel_btf_cut_for_core_relocates_as_all_of_it") {
+        return;
+    }
+    let features = reflex::features::Features::new();
+    let cut = reflex::kernel::relocated(&features, true).unwrap_or_else(|e| panic!("{e}"));
+    let whole = reflex::kernel::relocated(&features, false).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        cut.keys().collect::<Vec<_>>(),
+        whole.keys().collect::<Vec<_>>()
+    );
+    for (name, insns) in &whole {
+        assert!(!insns.is_empty(), "{name}: no instructions");
+        assert!(
+            cut[name] == *insns,
+            "{name}: relocated differently against the cut BTF"
+        );
+    }
+    // And it is the point: a small part of the kernel's BTF.
+    let core = features
+        .core_btf(reflex::abi::CORE_ROOTS, reflex::abi::CORE_RELO_KINDS)
+        .unwrap();
+    let kernel = std::fs::metadata(reflex::features::BTF_PATH).unwrap().len() as usize;
+    assert!(core.bytes * 20 < kernel, "{} of {kernel} bytes", core.bytes);
+}

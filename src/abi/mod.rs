@@ -16,6 +16,13 @@ pub(crate) mod skel {
     include!(concat!(env!("OUT_DIR"), "/reflex.skel.rs"));
 }
 
+/// What the object's CO-RE relocations are relative to, read from it by the
+/// build script.
+mod core {
+    include!(concat!(env!("OUT_DIR"), "/core_roots.rs"));
+}
+pub use core::{CORE_RELO_KINDS, CORE_ROOTS};
+
 /// The boundary types, generated from `reflex.h`.
 pub use skel::types;
 use types::reflex_limit as L;

@@ -6,8 +6,7 @@
 use std::collections::BTreeMap;
 use std::io;
 
-const MAGIC: u16 = 0xeb9f;
-const KIND_FUNC: u32 = 12;
+use super::btf_types::{self as t, Types};
 
 /// A function in the kernel's BTF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,94 +45,210 @@ pub fn syscall_prefix() -> Option<&'static str> {
 
 /// The functions named `names` that the BTF in `data` has, by name.
 pub fn functions(data: &[u8], names: &[&str]) -> io::Result<BTreeMap<String, Function>> {
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("BTF: {what}"));
-    let u16_at = |at: usize| -> Option<u16> {
-        Some(u16::from_ne_bytes(data.get(at..at + 2)?.try_into().ok()?))
-    };
-    let u32_at = |at: usize| -> Option<u32> {
-        Some(u32::from_ne_bytes(data.get(at..at + 4)?.try_into().ok()?))
-    };
-    if u16_at(0) != Some(MAGIC) {
-        return Err(bad("not BTF in this machine's byte order"));
-    }
-    let header = |i: usize| u32_at(8 + 4 * i).map(|v| v as usize);
-    let (Some(hdr_len), Some(type_off), Some(type_len), Some(str_off), Some(str_len)) = (
-        u32_at(4).map(|v| v as usize),
-        header(0),
-        header(1),
-        header(2),
-        header(3),
-    ) else {
-        return Err(bad("short header"));
-    };
-    let types = hdr_len + type_off;
-    let strings = hdr_len + str_off;
-    if data.len() < types + type_len || data.len() < strings + str_len {
-        return Err(bad("sections past the end"));
-    }
-    let strings = &data[strings..strings + str_len];
-    let name_at = |off: usize| -> &[u8] {
-        let s = strings.get(off..).unwrap_or_default();
-        &s[..s.iter().position(|&b| b == 0).unwrap_or(s.len())]
-    };
+    let types = Types::parse(data).map_err(bad)?;
     let mut found = BTreeMap::new();
-    // Where each type starts, by id (a function's prototype may come after
-    // it).
-    let mut offsets: Vec<u32> = vec![0];
-    let (mut at, end, mut id) = (types, types + type_len, 1u32);
-    while at + 12 <= end {
-        offsets.push(at as u32);
-        let (name_off, info, size_or_type) = (
-            u32_at(at).unwrap_or(0) as usize,
-            u32_at(at + 4).unwrap_or(0),
-            u32_at(at + 8).unwrap_or(0),
-        );
-        let (kind, vlen) = ((info >> 24) & 0x1f, (info & 0xffff) as usize);
-        if kind == KIND_FUNC {
-            let name = name_at(name_off);
-            if let Some(n) = names.iter().find(|n| n.as_bytes() == name) {
-                found.insert(
-                    n.to_string(),
-                    Function {
-                        id,
-                        proto: size_or_type,
-                        params: 0,
-                        first_is_pointer: false,
-                        aliased: false,
-                    },
-                );
-            }
+    for id in 1..types.len() as u32 {
+        if types.kind(id) != t::FUNC {
+            continue;
         }
-        // What follows each kind's header.
-        at += 12
-            + match kind {
-                1 | 14 | 17 => 4,             // int, var, decl tag
-                3 => 12,                      // array
-                4 | 5 | 15 | 19 => 12 * vlen, // struct, union, datasec, enum64
-                6 | 13 => 8 * vlen,           // enum, function prototype
-                0 | 2 | 7..=12 | 16 | 18 => 0,
-                other => return Err(bad(&format!("unknown kind {other}"))),
-            };
-        id += 1;
-    }
-    let kind_at = |id: u32| {
-        offsets
-            .get(id as usize)
-            .and_then(|&o| u32_at(o as usize + 4))
-            .map(|info| ((info >> 24) & 0x1f, info & 0xffff))
-    };
-    for f in found.values_mut() {
-        let Some(&o) = offsets.get(f.proto as usize) else {
+        let Some(n) = names
+            .iter()
+            .find(|n| types.named(id, n.as_bytes()) && types.name(id) == n.as_bytes())
+        else {
             continue;
         };
-        if let Some((13, vlen)) = kind_at(f.proto) {
-            f.params = vlen as u16;
-            // The first parameter: name_off, then its type.
-            let first = u32_at(o as usize + 12 + 4).unwrap_or(0);
-            f.first_is_pointer = vlen > 0 && matches!(kind_at(first), Some((2, _)));
+        let proto = types.size_or_type(id);
+        let (mut params, mut first_is_pointer) = (0, false);
+        if types.kind(proto) == t::FUNC_PROTO {
+            params = types.vlen(proto) as u16;
+            // The first parameter: its name, then its type.
+            let first = t::u32_at(types.record(proto), 12 + 4);
+            first_is_pointer = params > 0 && types.kind(first) == t::PTR;
         }
+        found.insert(
+            n.to_string(),
+            Function {
+                id,
+                proto,
+                params,
+                first_is_pointer,
+                aliased: false,
+            },
+        );
     }
     Ok(found)
+}
+
+fn bad(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("BTF: {what}"))
+}
+
+/// The part of a kernel's BTF (`data`) that CO-RE relocations relative to
+/// types named `roots` can need, as a BTF blob of its own: every type whose
+/// name (without its flavour) is a root's, and what those are made of — their
+/// members, array elements, typedefs and qualifiers — down to the first
+/// pointer, whose target is left out (void). A relocation never looks through
+/// a pointer: each dereference is a relocation of its own, on a root type of
+/// its own, and a pointer field matches any pointer (libbpf's
+/// `bpf_core_fields_are_compat`). That holds for field relocations and enum
+/// value ones, the kinds [`CORE_SUBSET_KINDS`] names; a type-based one
+/// (`bpf_core_type_matches`) compares what pointers point to.
+///
+/// libbpf looks for each root's candidates among every type of its target
+/// BTF: with the whole kernel's (~150,000 types here) that is ~1 ms a root,
+/// with this a few thousand types in all. None where a root has no type
+/// here: libbpf would look in the modules' BTF for it, which a target BTF of
+/// reflex's rules out.
+pub fn core_subset<'d>(data: &'d [u8], roots: &[&str]) -> io::Result<Option<Vec<u8>>> {
+    use std::collections::{HashMap, HashSet};
+    let types = Types::parse(data).map_err(bad)?;
+    let n = types.len();
+    // The roots by their first byte: most names differ from all of them there.
+    let mut wanted: [Vec<&[u8]>; 256] = std::array::from_fn(|_| Vec::new());
+    let mut count = 0;
+    for root in roots.iter().map(|r| t::essential(r.as_bytes())) {
+        let first = &mut wanted[root.first().copied().unwrap_or(0) as usize];
+        if !root.is_empty() && !first.contains(&root) {
+            first.push(root);
+            count += 1;
+        }
+    }
+    let mut found = HashSet::new();
+    let mut keep = vec![false; n];
+    let mut todo = Vec::new();
+    for id in 1..n as u32 {
+        // The kinds libbpf takes a candidate of (btf_kind_core_compat).
+        if !matches!(
+            types.kind(id),
+            t::INT | t::STRUCT | t::UNION | t::ENUM | t::ENUM64 | t::FWD | t::TYPEDEF | t::FLOAT
+        ) {
+            continue;
+        }
+        let first = types.first_byte(id);
+        if let Some(&root) = wanted[first as usize].iter().find(|w| types.named(id, w)) {
+            found.insert(root);
+            keep[id as usize] = true;
+            todo.push(id);
+        }
+    }
+    if found.len() != count {
+        return Ok(None);
+    }
+    let u32_at = t::u32_at;
+    // What each kept type is made of, but what a pointer points to.
+    while let Some(id) = todo.pop() {
+        let rec = types.record(id);
+        let mut refers = |to: u32| {
+            if let Some(k) = keep.get_mut(to as usize).filter(|k| to != 0 && !**k) {
+                *k = true;
+                todo.push(to);
+            }
+        };
+        match types.kind(id) {
+            t::STRUCT | t::UNION => {
+                for m in 0..types.vlen(id) {
+                    refers(u32_at(rec, 12 + 12 * m + 4));
+                }
+            }
+            t::ARRAY => {
+                refers(u32_at(rec, 12));
+                refers(u32_at(rec, 16));
+            }
+            t::TYPEDEF | t::VOLATILE | t::CONST | t::RESTRICT | t::TYPE_TAG => {
+                refers(types.size_or_type(id))
+            }
+            t::FUNC_PROTO => {
+                refers(types.size_or_type(id));
+                for p in 0..types.vlen(id) {
+                    refers(u32_at(rec, 12 + 8 * p + 4));
+                }
+            }
+            _ => {}
+        }
+    }
+    // Renumbered in their order, with a string table of their own.
+    let mut new_id = vec![0u32; n];
+    let mut next = 1;
+    for id in 1..n {
+        if keep[id] {
+            new_id[id] = next;
+            next += 1;
+        }
+    }
+    let mut strings = vec![0u8];
+    let mut offsets: HashMap<&'d [u8], u32> = HashMap::new();
+    let mut string = |s: &'d [u8]| -> u32 {
+        if s.is_empty() {
+            return 0;
+        }
+        *offsets.entry(s).or_insert_with(|| {
+            let at = strings.len() as u32;
+            strings.extend_from_slice(s);
+            strings.push(0);
+            at
+        })
+    };
+    let put = |r: &mut [u8], at: usize, v: u32| r[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+    let mut out = Vec::new();
+    for id in (1..n as u32).filter(|&id| keep[id as usize]) {
+        let rec = types.record(id);
+        let mut r = rec.to_vec();
+        let remap = |old: u32| new_id.get(old as usize).copied().unwrap_or(0);
+        put(&mut r, 0, string(types.name(id)));
+        match types.kind(id) {
+            t::PTR => put(&mut r, 8, 0),
+            t::TYPEDEF | t::VOLATILE | t::CONST | t::RESTRICT | t::TYPE_TAG => {
+                put(&mut r, 8, remap(types.size_or_type(id)))
+            }
+            t::ARRAY => {
+                put(&mut r, 12, remap(u32_at(rec, 12)));
+                put(&mut r, 16, remap(u32_at(rec, 16)));
+            }
+            t::STRUCT | t::UNION => {
+                for m in 0..types.vlen(id) {
+                    let at = 12 + 12 * m;
+                    put(&mut r, at, string(types.string(u32_at(rec, at))));
+                    put(&mut r, at + 4, remap(u32_at(rec, at + 4)));
+                }
+            }
+            t::ENUM | t::ENUM64 => {
+                let size = if types.kind(id) == t::ENUM { 8 } else { 12 };
+                for v in 0..types.vlen(id) {
+                    let at = 12 + size * v;
+                    put(&mut r, at, string(types.string(u32_at(rec, at))));
+                }
+            }
+            t::FUNC_PROTO => {
+                put(&mut r, 8, remap(types.size_or_type(id)));
+                for p in 0..types.vlen(id) {
+                    let at = 12 + 8 * p;
+                    put(&mut r, at, string(types.string(u32_at(rec, at))));
+                    put(&mut r, at + 4, remap(u32_at(rec, at + 4)));
+                }
+            }
+            _ => {} // int, forward declaration, float: nothing refers on
+        }
+        out.extend_from_slice(&r);
+    }
+    let mut blob = Vec::with_capacity(t::HEADER_LEN + out.len() + strings.len());
+    blob.extend_from_slice(&t::MAGIC.to_ne_bytes());
+    blob.extend_from_slice(&[1, 0]); // version, flags
+    for v in [t::HEADER_LEN, 0, out.len(), out.len(), strings.len()] {
+        blob.extend_from_slice(&(v as u32).to_ne_bytes());
+    }
+    blob.extend_from_slice(&out);
+    blob.extend_from_slice(&strings);
+    Ok(Some(blob))
+}
+
+/// The kinds of CO-RE relocation (enum bpf_core_relo_kind, one bit each)
+/// that [`core_subset`] keeps what they need of: a field's offset, size,
+/// existence, signedness and shifts; an enum value's existence and value.
+pub const CORE_SUBSET_KINDS: u32 = 0b1100_0011_1111;
+
+/// [`core_subset`] of the running kernel's BTF.
+pub fn kernel_core_subset(roots: &[&str]) -> io::Result<Option<Vec<u8>>> {
+    core_subset(Mapped::open(super::BTF_PATH)?.bytes(), roots)
 }
 
 /// The functions of these syscalls in the running kernel's BTF, by

@@ -16,6 +16,7 @@ use libbpf_rs::{MapType, ProgramType};
 use nix::errno::Errno;
 
 pub mod btf;
+mod btf_types;
 
 #[allow(clippy::all, dead_code, unused_imports, non_camel_case_types)]
 mod skel {
@@ -254,6 +255,25 @@ pub struct Features {
     ancestor_helper: OnceLock<bool>,
     bpf_hook_kernel_flag: OnceLock<bool>,
     identity: OnceLock<IdentityFields>,
+    core_btf: OnceLock<Option<CoreBtf>>,
+}
+
+/// The kernel's BTF cut to what an object's CO-RE relocations need
+/// ([`btf::core_subset`]), in a memory file libbpf reads as the object's
+/// target BTF.
+#[derive(Debug)]
+pub struct CoreBtf {
+    file: std::fs::File,
+    /// Its size in bytes.
+    pub bytes: usize,
+}
+
+impl CoreBtf {
+    /// Where libbpf can open it.
+    pub fn path(&self) -> String {
+        use std::os::fd::AsRawFd;
+        format!("/proc/self/fd/{}", self.file.as_raw_fd())
+    }
 }
 
 /// What the kernel lets an event say about a process, past what every
@@ -320,6 +340,16 @@ impl Features {
     /// What events can say about a process on this kernel.
     pub fn identity(&self) -> IdentityFields {
         *self.identity.get_or_init(identity_fields)
+    }
+
+    /// The kernel's BTF cut to what CO-RE relocations relative to `roots`
+    /// need, for relocations of the kinds in `kinds` (one bit each); made
+    /// once, for the first object that asks (reflex has one). None where it
+    /// cannot serve: libbpf then searches the whole of the kernel's BTF.
+    pub fn core_btf(&self, roots: &[&str], kinds: u32) -> Option<&CoreBtf> {
+        self.core_btf
+            .get_or_init(|| core_btf(roots, kinds))
+            .as_ref()
     }
 
     /// The `bpf` LSM hook has 6.15's `kernel` flag.
@@ -458,6 +488,48 @@ fn bpf_hook_has_kernel_flag() -> bool {
         btf.type_by_name::<Func<'_>>("bpf_lsm_bpf")
             .and_then(|f| FuncProto::try_from(f.referenced_type()).ok())
             .is_some_and(|proto| proto.len() >= 4)
+    })
+}
+
+fn core_btf(roots: &[&str], kinds: u32) -> Option<CoreBtf> {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    if kinds & !btf::CORE_SUBSET_KINDS != 0 {
+        tracing::debug!(
+            "the object has CO-RE relocations of kinds {kinds:#x}; the kernel's BTF is cut \
+             only for {:#x}: libbpf searches all of it",
+            btf::CORE_SUBSET_KINDS
+        );
+        return None;
+    }
+    let blob = match btf::kernel_core_subset(roots) {
+        Ok(Some(blob)) => blob,
+        Ok(None) => {
+            tracing::debug!(
+                "a CO-RE root type is not in the kernel's BTF: libbpf searches all of it"
+            );
+            return None;
+        }
+        Err(e) => {
+            tracing::debug!(
+                "the kernel's BTF could not be cut for CO-RE ({e}): libbpf searches all of it"
+            );
+            return None;
+        }
+    };
+    // SAFETY: memfd_create(2) with a NUL-terminated name; the descriptor is
+    // ours.
+    let fd = unsafe { libc::memfd_create(c"reflex-core-btf".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        tracing::debug!("memfd_create: {}", std::io::Error::last_os_error());
+        return None;
+    }
+    // SAFETY: just created, owned by nothing else.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(&blob).ok()?;
+    Some(CoreBtf {
+        file,
+        bytes: blob.len(),
     })
 }
 

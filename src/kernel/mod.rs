@@ -32,7 +32,7 @@ use libbpf_rs::{MapCore, MapFlags, OpenObject};
 pub use attach::FENTRY_TEMPLATE_SYSCALL;
 pub use matcher::Matcher;
 pub use names::RuleNames;
-pub use object::LoadError;
+pub use object::{LoadError, relocated};
 pub use plan::{Choice, Offer, Plan, Strategy};
 
 use crate::abi::{self, types};

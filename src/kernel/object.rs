@@ -3,11 +3,13 @@
 //! loaded again in instances of their own that share the first one's maps,
 //! so that start-up verifies only the programs the rule set needs.
 
+use std::collections::BTreeMap;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::{Arc, Mutex};
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
 use libbpf_rs::{MapCore, OpenObject, PrintLevel};
 
 use super::Settings;
@@ -103,9 +105,12 @@ fn open_object<'a>(
     programs: &[&str],
     uses: Uses,
 ) -> Result<skel::OpenReflexSkel<'a>, LoadError> {
-    let mut open = skel::ReflexSkelBuilder::default()
-        .open(storage)
-        .map_err(LoadError::Open)?;
+    // The kernel's BTF cut to what the relocations need: libbpf's search
+    // for each relocated type's candidates then walks a few thousand types,
+    // not all of the kernel's.
+    let core = features.core_btf(crate::abi::CORE_ROOTS, crate::abi::CORE_RELO_KINDS);
+    crate::timings::mark("kernel BTF cut for CO-RE");
+    let mut open = open_skel(storage, core).map_err(LoadError::Open)?;
     open.maps
         .events
         .set_max_entries(settings.ring_buffer_bytes)
@@ -145,6 +150,69 @@ fn open_object<'a>(
         }
     }
     Ok(open)
+}
+
+/// The object opened, its CO-RE relocations to be made against `core` or,
+/// without it, all of the kernel's BTF.
+fn open_skel<'a>(
+    storage: &'a mut MaybeUninit<OpenObject>,
+    core: Option<&crate::features::CoreBtf>,
+) -> Result<skel::OpenReflexSkel<'a>, libbpf_rs::Error> {
+    let Some(core) = core else {
+        return skel::ReflexSkelBuilder::default().open(storage);
+    };
+    let path = std::ffi::CString::new(core.path()).expect("a path without NUL");
+    let opts = libbpf_rs::libbpf_sys::bpf_object_open_opts {
+        sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_object_open_opts>() as _,
+        btf_custom_path: path.as_ptr(),
+        ..Default::default()
+    };
+    // libbpf copies the path.
+    skel::ReflexSkelBuilder::default().open_opts(opts, storage)
+}
+
+/// Every program of the object as libbpf relocates it for this kernel, by
+/// name: its instructions, relocated against the kernel's BTF cut for CO-RE
+/// (`cut`) or against all of it. What tests/identity.rs compares. Nothing is
+/// loaded: libbpf's prepare step creates the maps and relocates.
+pub fn relocated(features: &Features, cut: bool) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let core = match cut {
+        true => Some(
+            features
+                .core_btf(crate::abi::CORE_ROOTS, crate::abi::CORE_RELO_KINDS)
+                .ok_or("the kernel's BTF could not be cut for CO-RE (reflex -v says why)")?,
+        ),
+        false => None,
+    };
+    let mut storage = MaybeUninit::uninit();
+    let mut open = open_skel(&mut storage, core).map_err(|e| e.to_string())?;
+    let object = open.open_object_mut();
+    // SAFETY: an opened object, prepared once, read only after.
+    let ret = unsafe {
+        libbpf_rs::libbpf_sys::bpf_object__prepare(
+            libbpf_rs::AsRawLibbpf::as_libbpf_object(object).as_ptr(),
+        )
+    };
+    if ret != 0 {
+        return Err(format!(
+            "preparing the object: {}",
+            std::io::Error::from_raw_os_error(-ret)
+        ));
+    }
+    Ok(object
+        .progs()
+        .map(|p| {
+            let insns = p.insns();
+            // SAFETY: plain 8-byte instructions, read as bytes.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    insns.as_ptr().cast::<u8>(),
+                    std::mem::size_of_val(insns),
+                )
+            };
+            (p.name().to_string_lossy().into_owned(), bytes.to_vec())
+        })
+        .collect())
 }
 
 /// The main object, with what every kind of attachment needs to load its
