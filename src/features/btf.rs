@@ -45,16 +45,20 @@ pub fn syscall_prefix() -> Option<&'static str> {
 
 /// The functions named `names` that the BTF in `data` has, by name.
 pub fn functions(data: &[u8], names: &[&str]) -> io::Result<BTreeMap<String, Function>> {
+    use std::collections::{HashMap, HashSet};
     let types = Types::parse(data).map_err(bad)?;
+    let wanted: HashMap<&[u8], &str> = names.iter().map(|n| (n.as_bytes(), *n)).collect();
+    // Their first four bytes: nearly every other function differs there.
+    let heads: HashSet<&[u8]> = names
+        .iter()
+        .map(|n| &n.as_bytes()[..n.len().min(4)])
+        .collect();
     let mut found = BTreeMap::new();
     for id in 1..types.len() as u32 {
-        if types.kind(id) != t::FUNC {
+        if types.kind(id) != t::FUNC || !heads.contains(types.head(id, 4)) {
             continue;
         }
-        let Some(n) = names
-            .iter()
-            .find(|n| types.named(id, n.as_bytes()) && types.name(id) == n.as_bytes())
-        else {
+        let Some(n) = wanted.get(types.name(id)) else {
             continue;
         };
         let proto = types.size_or_type(id);

@@ -142,6 +142,19 @@ impl<'a> Types<'a> {
             .map_or(&[][..], |o| self.string(u32_at(self.types, o)))
     }
 
+    /// Up to the first `n` bytes of the type's name, not measuring the rest.
+    pub fn head(&self, id: u32, n: usize) -> &'a [u8] {
+        let Some(o) = self.at(id) else {
+            return &[];
+        };
+        let rest = self
+            .strings
+            .get(u32_at(self.types, o) as usize..)
+            .unwrap_or_default();
+        let rest = &rest[..rest.len().min(n)];
+        &rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())]
+    }
+
     /// The first byte of the type's name (0 for none).
     pub fn first_byte(&self, id: u32) -> u8 {
         self.at(id).map_or(0, |o| {

@@ -11,13 +11,24 @@ pub(super) fn conflicts(rules: &[Rule]) -> Vec<Diagnostic> {
     // Once per rule, not per pair (a thousand rules are half a million pairs).
     let points: Vec<_> = rules.iter().map(|r| r.trigger.points()).collect();
     let does: Vec<String> = rules.iter().map(Rule::describe).collect();
+    // Only rules at the same point answer the same call (an entry and an
+    // exit of one syscall are two points): each rule is paired only with the
+    // earlier rules at its points.
+    let mut at_point: std::collections::BTreeMap<_, Vec<usize>> = Default::default();
+    for (j, ps) in points.iter().enumerate() {
+        for p in ps {
+            at_point.entry(*p).or_default().push(j);
+        }
+    }
     for (j, b) in rules.iter().enumerate() {
-        for (i, a) in rules[..j].iter().enumerate() {
-            // Only rules at the same point answer the same call (an entry
-            // and an exit of one syscall are two points).
-            if !points[j].iter().any(|p| points[i].contains(p)) {
-                continue;
-            }
+        let mut earlier: Vec<usize> = points[j]
+            .iter()
+            .flat_map(|p| at_point[p].iter().copied().take_while(|&i| i < j))
+            .collect();
+        earlier.sort_unstable();
+        earlier.dedup();
+        for i in earlier {
+            let a = &rules[i];
             if (a.action, a.mode) == (b.action, b.mode) && does[i] == does[j] {
                 continue;
             }
