@@ -199,18 +199,40 @@ pub fn relocated(features: &Features, cut: bool) -> Result<BTreeMap<String, Vec<
             std::io::Error::from_raw_os_error(-ret)
         ));
     }
+    // A map is named in an instruction by its descriptor, which differs
+    // between two preparations (another thread may open files between
+    // them): by its place in the object instead.
+    let maps: std::collections::HashMap<i32, u32> = object
+        .maps()
+        .enumerate()
+        .map(|(i, m)| {
+            let map = libbpf_rs::AsRawLibbpf::as_libbpf_object(&m).as_ptr();
+            // SAFETY: a map of the prepared object.
+            (unsafe { libbpf_rs::libbpf_sys::bpf_map__fd(map) }, i as u32)
+        })
+        .collect();
     Ok(object
         .progs()
         .map(|p| {
             let insns = p.insns();
             // SAFETY: plain 8-byte instructions, read as bytes.
-            let bytes = unsafe {
+            let mut bytes = unsafe {
                 std::slice::from_raw_parts(
                     insns.as_ptr().cast::<u8>(),
                     std::mem::size_of_val(insns),
                 )
-            };
-            (p.name().to_string_lossy().into_owned(), bytes.to_vec())
+            }
+            .to_vec();
+            for insn in bytes.chunks_exact_mut(8) {
+                // BPF_LD | BPF_IMM | BPF_DW with BPF_PSEUDO_MAP_FD or
+                // BPF_PSEUDO_MAP_VALUE: the map's descriptor in `imm`.
+                if insn[0] == 0x18 && matches!(insn[1] >> 4, 1 | 2) {
+                    let fd = i32::from_ne_bytes(insn[4..8].try_into().expect("4 bytes"));
+                    let place = maps.get(&fd).copied().unwrap_or(u32::MAX);
+                    insn[4..8].copy_from_slice(&place.to_ne_bytes());
+                }
+            }
+            (p.name().to_string_lossy().into_owned(), bytes)
         })
         .collect())
 }
