@@ -158,7 +158,7 @@ fn hooks(set: &RuleSet, features: &Features, choice: plan::Choice) -> Result<Pla
         choice,
         plan::Choice::Auto | plan::Choice::Only(Strategy::Fentry)
     ) {
-        fentry_offer(set, &mut offer, true);
+        fentry_offer(set, features, &mut offer, true);
         crate::timings::mark("fentry asked");
     }
     if let Ok(assumed) = plan::plan(set, choice, &offer) {
@@ -173,7 +173,7 @@ fn hooks(set: &RuleSet, features: &Features, choice: plan::Choice) -> Result<Pla
 /// Whether fentry can watch `set`'s syscalls: their functions in the
 /// kernel's BTF, and (`ask_load`) whether a program loads on one. A reload
 /// under fentry asks only for the functions: start-up found that it loads.
-fn fentry_offer(set: &RuleSet, offer: &mut Offer, ask_load: bool) {
+fn fentry_offer(set: &RuleSet, features: &Features, offer: &mut Offer, ask_load: bool) {
     let names = set.syscall_names();
     if names.is_empty() {
         return;
@@ -181,7 +181,10 @@ fn fentry_offer(set: &RuleSet, offer: &mut Offer, ask_load: bool) {
     let template = crate::kernel::FENTRY_TEMPLATE_SYSCALL;
     let mut wanted = names.clone();
     wanted.push(template);
-    match features::btf::syscall_functions(&wanted) {
+    let found = features
+        .kernel_btf()
+        .and_then(|k| features::btf::syscall_functions(&k, &wanted));
+    match found {
         Ok(found) => {
             for name in wanted {
                 if let Some(f) = found.get(name) {
@@ -552,6 +555,8 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     // be missed; the banner is printed only once enforcement is on.
     kernel.install(&set, &plan)?;
     timings::mark("rules written, attached");
+    // Asked all it needs of the kernel's BTF: its 5 MB need not stay mapped.
+    features.forget_kernel_btf();
     *names.borrow_mut() = kernel.names().clone();
     let _ = sink.borrow_mut().start();
     let _ = sink.borrow_mut().flush();
@@ -945,13 +950,14 @@ fn reload(
     offer.raw_refused = raw_refused(features);
     // The functions of the new set's syscalls (the hooks stay fentry).
     if in_force == Strategy::Fentry {
-        fentry_offer(&set, &mut offer, false);
+        fentry_offer(&set, features, &mut offer, false);
     }
     let plan = plan::replan(&set, in_force, &offer).map_err(anyhow::Error::msg)?;
     timings::mark("hooks chosen");
     let narrow = !kernel.evaluator_handles_all();
     kernel.install(&set, &plan)?;
     timings::mark("rules written, attached");
+    features.forget_kernel_btf();
     let mut text = format!(
         "reflex: reloaded {} rules; hooks: {} ({}): {}",
         set.rules.len(),

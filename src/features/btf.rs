@@ -45,8 +45,12 @@ pub fn syscall_prefix() -> Option<&'static str> {
 
 /// The functions named `names` that the BTF in `data` has, by name.
 pub fn functions(data: &[u8], names: &[&str]) -> io::Result<BTreeMap<String, Function>> {
+    Ok(functions_in(&Types::parse(data).map_err(bad)?, names))
+}
+
+/// The functions named `names` among `types`, by name.
+pub fn functions_in(types: &Types<'_>, names: &[&str]) -> BTreeMap<String, Function> {
     use std::collections::{HashMap, HashSet};
-    let types = Types::parse(data).map_err(bad)?;
     let wanted: HashMap<&[u8], &str> = names.iter().map(|n| (n.as_bytes(), *n)).collect();
     // Their first four bytes: nearly every other function differs there.
     let heads: HashSet<&[u8]> = names
@@ -80,7 +84,7 @@ pub fn functions(data: &[u8], names: &[&str]) -> io::Result<BTreeMap<String, Fun
             },
         );
     }
-    Ok(found)
+    found
 }
 
 fn bad(what: String) -> io::Error {
@@ -103,9 +107,8 @@ fn bad(what: String) -> io::Error {
 /// with this a few thousand types in all. None where a root has no type
 /// here: libbpf would look in the modules' BTF for it, which a target BTF of
 /// reflex's rules out.
-pub fn core_subset<'d>(data: &'d [u8], roots: &[&str]) -> io::Result<Option<Vec<u8>>> {
+pub fn core_subset<'d>(types: &Types<'d>, roots: &[&str]) -> Option<Vec<u8>> {
     use std::collections::{HashMap, HashSet};
-    let types = Types::parse(data).map_err(bad)?;
     let n = types.len();
     // The roots by their first byte: most names differ from all of them there.
     let mut wanted: [Vec<&[u8]>; 256] = std::array::from_fn(|_| Vec::new());
@@ -136,7 +139,7 @@ pub fn core_subset<'d>(data: &'d [u8], roots: &[&str]) -> io::Result<Option<Vec<
         }
     }
     if found.len() != count {
-        return Ok(None);
+        return None;
     }
     let u32_at = t::u32_at;
     // What each kept type is made of, but what a pointer points to.
@@ -242,7 +245,7 @@ pub fn core_subset<'d>(data: &'d [u8], roots: &[&str]) -> io::Result<Option<Vec<
     }
     blob.extend_from_slice(&out);
     blob.extend_from_slice(&strings);
-    Ok(Some(blob))
+    Some(blob)
 }
 
 /// The kinds of CO-RE relocation (enum bpf_core_relo_kind, one bit each)
@@ -250,14 +253,46 @@ pub fn core_subset<'d>(data: &'d [u8], roots: &[&str]) -> io::Result<Option<Vec<
 /// existence, signedness and shifts; an enum value's existence and value.
 pub const CORE_SUBSET_KINDS: u32 = 0b1100_0011_1111;
 
-/// [`core_subset`] of the running kernel's BTF.
-pub fn kernel_core_subset(roots: &[&str]) -> io::Result<Option<Vec<u8>>> {
-    core_subset(Mapped::open(super::BTF_PATH)?.bytes(), roots)
+/// The running kernel's BTF, mapped and walked once for all that start-up
+/// asks of it (the fentry ask, the cut for CO-RE), then let go.
+pub struct Kernel {
+    /// Borrows `_map`: declared first, dropped first.
+    types: Types<'static>,
+    _map: Mapped,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Kernel BTF ({} types)", self.types.len())
+    }
+}
+
+impl Kernel {
+    pub fn open() -> io::Result<Kernel> {
+        let map = Mapped::open(super::BTF_PATH)?;
+        let bytes = map.bytes();
+        // SAFETY: the bytes stay where they are (a mapping, or a Vec's heap
+        // buffer) until `_map` drops, after `types`; nothing hands out
+        // `types` for longer than a borrow of the `Kernel`.
+        let bytes: &'static [u8] =
+            unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
+        Ok(Kernel {
+            types: Types::parse(bytes).map_err(bad)?,
+            _map: map,
+        })
+    }
+
+    pub fn types(&self) -> &Types<'_> {
+        &self.types
+    }
 }
 
 /// The functions of these syscalls in the running kernel's BTF, by
 /// syscall name.
-pub fn syscall_functions(syscalls: &[&str]) -> io::Result<BTreeMap<String, Function>> {
+pub fn syscall_functions(
+    kernel: &Kernel,
+    syscalls: &[&str],
+) -> io::Result<BTreeMap<String, Function>> {
     let prefix = syscall_prefix().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::Unsupported,
@@ -267,7 +302,6 @@ pub fn syscall_functions(syscalls: &[&str]) -> io::Result<BTreeMap<String, Funct
             ),
         )
     })?;
-    let data = Mapped::open(super::BTF_PATH)?;
     // A syscall without arguments has no `__x64_sys_<name>` of its own in
     // BTF: it is an alias of `__do_sys_<name>`, which takes the registers.
     let wanted: Vec<String> = syscalls
@@ -275,7 +309,7 @@ pub fn syscall_functions(syscalls: &[&str]) -> io::Result<BTreeMap<String, Funct
         .flat_map(|s| [format!("{prefix}{s}"), format!("{ALIASED}{s}")])
         .collect();
     let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
-    let found = functions(data.bytes(), &refs)?;
+    let found = functions_in(kernel.types(), &refs);
     Ok(syscalls
         .iter()
         .filter_map(|s| {
@@ -332,6 +366,10 @@ impl Mapped {
     }
 }
 
+// SAFETY: a read-only mapping (or buffer), never written after `open`.
+unsafe impl Send for Mapped {}
+unsafe impl Sync for Mapped {}
+
 impl Drop for Mapped {
     fn drop(&mut self) {
         if let Mapped::Map(at, len) = *self {
@@ -370,7 +408,8 @@ mod tests {
         assert!(found.contains_key("vfs_read"));
         // Every syscall has a function to attach to: its own or, without
         // arguments, the body its function is an alias of.
-        let all = syscall_functions(&["ptrace", "getppid", "read"]).unwrap();
+        let kernel = Kernel::open().unwrap();
+        let all = syscall_functions(&kernel, &["ptrace", "getppid", "read"]).unwrap();
         assert_eq!(all.len(), 3, "{all:?}");
         assert!(all["getppid"].params == 1 && all["getppid"].first_is_pointer);
     }

@@ -9,7 +9,7 @@ use std::fs;
 use std::io;
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapType, ProgramType};
@@ -256,6 +256,7 @@ pub struct Features {
     bpf_hook_kernel_flag: OnceLock<bool>,
     identity: OnceLock<IdentityFields>,
     core_btf: OnceLock<Option<CoreBtf>>,
+    kernel_btf: std::sync::Mutex<Option<Arc<btf::Kernel>>>,
 }
 
 /// The kernel's BTF cut to what an object's CO-RE relocations need
@@ -342,13 +343,31 @@ impl Features {
         *self.identity.get_or_init(identity_fields)
     }
 
+    /// The running kernel's BTF, mapped and walked: once until
+    /// [`Features::forget_kernel_btf`].
+    pub fn kernel_btf(&self) -> std::io::Result<Arc<btf::Kernel>> {
+        let mut held = self.kernel_btf.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = held.as_ref() {
+            return Ok(Arc::clone(k));
+        }
+        let k = Arc::new(btf::Kernel::open()?);
+        *held = Some(Arc::clone(&k));
+        Ok(k)
+    }
+
+    /// Lets go of the kernel's BTF (5 MB mapped): start-up has asked all
+    /// it needs of it; a reload that needs it maps it again.
+    pub fn forget_kernel_btf(&self) {
+        *self.kernel_btf.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// The kernel's BTF cut to what CO-RE relocations relative to `roots`
     /// need, for relocations of the kinds in `kinds` (one bit each); made
     /// once, for the first object that asks (reflex has one). None where it
     /// cannot serve: libbpf then searches the whole of the kernel's BTF.
     pub fn core_btf(&self, roots: &[&str], kinds: u32) -> Option<&CoreBtf> {
         self.core_btf
-            .get_or_init(|| core_btf(roots, kinds))
+            .get_or_init(|| core_btf(self, roots, kinds))
             .as_ref()
     }
 
@@ -491,7 +510,7 @@ fn bpf_hook_has_kernel_flag() -> bool {
     })
 }
 
-fn core_btf(roots: &[&str], kinds: u32) -> Option<CoreBtf> {
+fn core_btf(features: &Features, roots: &[&str], kinds: u32) -> Option<CoreBtf> {
     use std::io::Write;
     use std::os::fd::FromRawFd;
     if kinds & !btf::CORE_SUBSET_KINDS != 0 {
@@ -502,7 +521,10 @@ fn core_btf(roots: &[&str], kinds: u32) -> Option<CoreBtf> {
         );
         return None;
     }
-    let blob = match btf::kernel_core_subset(roots) {
+    let blob = match features
+        .kernel_btf()
+        .map(|k| btf::core_subset(k.types(), roots))
+    {
         Ok(Some(blob)) => blob,
         Ok(None) => {
             tracing::debug!(
