@@ -321,6 +321,7 @@ fn load_reflex(features: &Arc<Features>) -> Row {
         Arc::clone(features),
         crate::kernel::Strategy::Tracepoint,
         crate::rules::Uses::ALL,
+        None,
     ) {
         Ok(_) => row("reflex programs", Status::Ok, "load and pass the verifier"),
         Err(e) => row("reflex programs", Status::Fail, e.to_string())

@@ -517,6 +517,7 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
         Arc::clone(&features),
         plan.strategy,
         set.uses(),
+        Some(&crate::kernel::entry_stubs(&set, &plan)),
     )?;
     if let Some(g) = &guardian {
         if let Err(e) = g.keep(kernel.paused_map()) {

@@ -98,9 +98,9 @@ impl Default for Settings {
     }
 }
 
-/// The main object's programs: the per-arity tracepoint stubs and the
-/// evaluator they tail-call.
-const MAIN_PROGRAMS: &[&str] = &[
+/// The per-arity tracepoint stubs, by the syscall's number of arguments
+/// (six and more share the last), which tail-call the evaluator.
+pub(crate) const TP_STUBS: [&str; 7] = [
     "reflex_tp0",
     "reflex_tp1",
     "reflex_tp2",
@@ -108,8 +108,17 @@ const MAIN_PROGRAMS: &[&str] = &[
     "reflex_tp4",
     "reflex_tp5",
     "reflex_tp6",
-    "reflex_tp_eval",
 ];
+
+/// The numbers of arguments of `set`'s entry stubs under `plan`: what
+/// start-up loads of [`TP_STUBS`].
+pub fn entry_stubs(set: &RuleSet, plan: &Plan) -> std::collections::BTreeSet<u8> {
+    set.tables
+        .iter()
+        .filter(|(point, _)| matches!(point, abi::Point::Entry(_)))
+        .map(|(_, table)| attach::stub_arity(plan, table.name))
+        .collect()
+}
 
 /// Under fentry: the stub each syscall function's program is loaded from,
 /// and the evaluator it tail-calls (attach/fentry.rs).
@@ -202,20 +211,29 @@ impl<'obj> Kernel<'obj> {
     /// [`Kernel::install`]. Nothing stays loaded if any step fails.
     ///
     /// Under the raw hook (`strategy`, fixed for the life of the process)
-    /// the tracepoint programs are not loaded at all.
+    /// the tracepoint programs are not loaded at all; under tracepoints
+    /// only the stubs for the numbers of arguments in `stubs` (all for
+    /// None): a reload that needs another loads all of them once.
     pub fn load(
         storage: &'obj mut MaybeUninit<OpenObject>,
         settings: &Settings,
         features: Arc<Features>,
         strategy: Strategy,
         uses: rules::Uses,
+        stubs: Option<&std::collections::BTreeSet<u8>>,
     ) -> Result<Kernel<'obj>, LoadError> {
-        let programs = match strategy {
-            Strategy::Tracepoint => MAIN_PROGRAMS,
-            Strategy::Raw => &[],
-            Strategy::Fentry => FENTRY_PROGRAMS,
+        let programs: Vec<&str> = match strategy {
+            Strategy::Tracepoint => TP_STUBS
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| stubs.is_none_or(|a| a.contains(&(*n as u8))))
+                .map(|(_, name)| *name)
+                .chain(["reflex_tp_eval"])
+                .collect(),
+            Strategy::Raw => Vec::new(),
+            Strategy::Fentry => FENTRY_PROGRAMS.to_vec(),
         };
-        let objects = Objects::load(storage, settings, features, programs, uses)?;
+        let objects = Objects::load(storage, settings, features, &programs, uses)?;
         if strategy == Strategy::Tracepoint {
             let eval = objects.main.progs.reflex_tp_eval.as_fd().as_raw_fd() as u32;
             objects

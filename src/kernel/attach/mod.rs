@@ -14,6 +14,7 @@ mod tracepoints;
 
 pub use fentry::TEMPLATE_SYSCALL as FENTRY_TEMPLATE_SYSCALL;
 pub(super) use followers::PROGRAMS as FOLLOWER_PROGRAMS;
+pub(crate) use tracepoints::stub_arity;
 
 use super::object::{LoadError, Objects};
 use super::plan::Plan;

@@ -9,7 +9,9 @@ use libbpf_rs::{Link, TracepointCategory};
 
 use super::Attachment;
 use crate::abi::Point;
+use crate::abi::skel::ReflexProgs;
 use crate::features::tracepoint_name;
+use crate::kernel::TP_STUBS;
 use crate::kernel::object::{Extra, LoadError, Objects};
 use crate::kernel::plan::{Plan, Strategy};
 use crate::rules::RuleSet;
@@ -22,6 +24,25 @@ pub(crate) struct Tracepoints {
     /// By entry or exit point: the syscall's name and the link.
     links: BTreeMap<Point, (&'static str, Link)>,
     exit: Option<Extra>,
+    /// Every entry stub, once a reload needed one start-up did not load.
+    stubs: Option<Extra>,
+}
+
+/// The number of arguments whose stub enters `syscall` under `plan`.
+pub(crate) fn stub_arity(plan: &Plan, syscall: &str) -> u8 {
+    plan.args.get(syscall).copied().unwrap_or(6).min(6)
+}
+
+fn stub<'p, 'o>(progs: &'p ReflexProgs<'o>, nargs: u8) -> &'p libbpf_rs::ProgramMut<'o> {
+    match nargs {
+        0 => &progs.reflex_tp0,
+        1 => &progs.reflex_tp1,
+        2 => &progs.reflex_tp2,
+        3 => &progs.reflex_tp3,
+        4 => &progs.reflex_tp4,
+        5 => &progs.reflex_tp5,
+        _ => &progs.reflex_tp6,
+    }
 }
 
 fn attach_error(program: &'static str, hook: String) -> impl FnOnce(libbpf_rs::Error) -> LoadError {
@@ -50,17 +71,21 @@ impl Attachment for Tracepoints {
             let link = match point {
                 Point::Entry(_) => {
                     let name = format!("sys_enter_{tp}");
-                    let progs = &objects.main.progs;
-                    let (program, prog) = match plan.args.get(table.name).copied().unwrap_or(6) {
-                        0 => ("reflex_tp0", &progs.reflex_tp0),
-                        1 => ("reflex_tp1", &progs.reflex_tp1),
-                        2 => ("reflex_tp2", &progs.reflex_tp2),
-                        3 => ("reflex_tp3", &progs.reflex_tp3),
-                        4 => ("reflex_tp4", &progs.reflex_tp4),
-                        5 => ("reflex_tp5", &progs.reflex_tp5),
-                        _ => ("reflex_tp6", &progs.reflex_tp6),
+                    let nargs = stub_arity(plan, table.name);
+                    let program = TP_STUBS[nargs as usize];
+                    // Start-up loaded the stubs its rules needed; another
+                    // comes from an instance of its own with all of them.
+                    if !stub(&objects.main.progs, nargs).autoload() && self.stubs.is_none() {
+                        self.stubs = Some(objects.load_extra(&TP_STUBS)?);
+                    }
+                    let progs = match &self.stubs {
+                        Some(extra) if !stub(&objects.main.progs, nargs).autoload() => {
+                            &extra.skel.progs
+                        }
+                        _ => &objects.main.progs,
                     };
-                    prog.attach_tracepoint(TracepointCategory::Syscalls, &name)
+                    stub(progs, nargs)
+                        .attach_tracepoint(TracepointCategory::Syscalls, &name)
                         .map_err(attach_error(program, format!("tp/syscalls/{name}")))?
                 }
                 Point::Exit(_) => {
@@ -115,6 +140,10 @@ impl Attachment for Tracepoints {
     fn missed(&self) -> Vec<(String, u64)> {
         // The entry stubs and the evaluator are the main object's, counted
         // with it.
-        self.exit.as_ref().map(Extra::missed).unwrap_or_default()
+        [&self.exit, &self.stubs]
+            .into_iter()
+            .flatten()
+            .flat_map(Extra::missed)
+            .collect()
     }
 }
