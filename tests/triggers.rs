@@ -187,9 +187,13 @@ fn a_sampled_busy_loop_gets_signals_at_about_the_rate() {
             .iter()
             .all(|e| e["syscall"] == "sample" && e["signal"] == "SIGPROF")
     );
+    // Signals sent after the loop stopped counting and before it exited
+    // are sent and not counted: a few, more where the machine is slow (a
+    // loaded emulated 6.1 sent 282 for 278 counted).
     let sent = out.summary("signals sent") as f64;
+    let counted = r["signals"].as_f64().unwrap();
     assert!(
-        (sent - r["signals"].as_f64().unwrap()).abs() <= 3.0,
+        (sent - counted).abs() <= 3.0_f64.max(counted * 0.02),
         "{sent} sent, {r}"
     );
 }
