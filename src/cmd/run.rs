@@ -556,8 +556,6 @@ pub fn run(args: &RunArgs, features: Arc<Features>) -> Result<()> {
     // be missed; the banner is printed only once enforcement is on.
     kernel.install(&set, &plan)?;
     timings::mark("rules written, attached");
-    // Asked all it needs of the kernel's BTF: its 5 MB need not stay mapped.
-    features.forget_kernel_btf();
     *names.borrow_mut() = kernel.names().clone();
     let _ = sink.borrow_mut().start();
     let _ = sink.borrow_mut().flush();
@@ -958,6 +956,8 @@ fn reload(
     let narrow = !kernel.evaluator_handles_all();
     kernel.install(&set, &plan)?;
     timings::mark("rules written, attached");
+    // The new set's functions were looked up (under fentry): the kernel's
+    // BTF need not stay mapped.
     features.forget_kernel_btf();
     let mut text = format!(
         "reflex: reloaded {} rules; hooks: {} ({}): {}",

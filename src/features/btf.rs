@@ -43,13 +43,8 @@ pub fn syscall_prefix() -> Option<&'static str> {
     }
 }
 
-/// The functions named `names` that the BTF in `data` has, by name.
-pub fn functions(data: &[u8], names: &[&str]) -> io::Result<BTreeMap<String, Function>> {
-    Ok(functions_in(&Types::parse(data).map_err(bad)?, names))
-}
-
 /// The functions named `names` among `types`, by name.
-pub fn functions_in(types: &Types<'_>, names: &[&str]) -> BTreeMap<String, Function> {
+pub fn functions(types: &Types<'_>, names: &[&str]) -> BTreeMap<String, Function> {
     use std::collections::{HashMap, HashSet};
     let wanted: HashMap<&[u8], &str> = names.iter().map(|n| (n.as_bytes(), *n)).collect();
     // Their first four bytes: nearly every other function differs there.
@@ -131,7 +126,7 @@ pub fn core_subset<'d>(types: &Types<'d>, roots: &[&str]) -> Option<Vec<u8>> {
         ) {
             continue;
         }
-        let first = types.first_byte(id);
+        let first = types.head(id, 1).first().copied().unwrap_or(0);
         if let Some(&root) = wanted[first as usize].iter().find(|w| types.named(id, w)) {
             found.insert(root);
             keep[id as usize] = true;
@@ -309,7 +304,7 @@ pub fn syscall_functions(
         .flat_map(|s| [format!("{prefix}{s}"), format!("{ALIASED}{s}")])
         .collect();
     let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
-    let found = functions_in(kernel.types(), &refs);
+    let found = functions(kernel.types(), &refs);
     Ok(syscalls
         .iter()
         .filter_map(|s| {
@@ -395,7 +390,7 @@ mod tests {
             "vfs_read",
             "no_such_fn",
         ];
-        let found = functions(&data, &names).unwrap();
+        let found = functions(&Types::parse(&data).unwrap(), &names);
         let btf = libbpf_rs::btf::Btf::from_vmlinux().unwrap();
         for name in names {
             let theirs = btf.type_by_name::<libbpf_rs::btf::types::Func<'_>>(name);

@@ -138,42 +138,29 @@ impl<'a> Types<'a> {
     }
 
     pub fn name(&self, id: u32) -> &'a [u8] {
-        self.at(id)
-            .map_or(&[][..], |o| self.string(u32_at(self.types, o)))
+        self.head(id, usize::MAX)
+    }
+
+    /// The string section from the type's name on (empty for none).
+    fn strings_at_name(&self, id: u32) -> &'a [u8] {
+        self.at(id).map_or(&[][..], |o| {
+            let off = u32_at(self.types, o) as usize;
+            self.strings.get(off..).unwrap_or_default()
+        })
     }
 
     /// Up to the first `n` bytes of the type's name, not measuring the rest.
     pub fn head(&self, id: u32, n: usize) -> &'a [u8] {
-        let Some(o) = self.at(id) else {
-            return &[];
-        };
-        let rest = self
-            .strings
-            .get(u32_at(self.types, o) as usize..)
-            .unwrap_or_default();
+        let rest = self.strings_at_name(id);
         let rest = &rest[..rest.len().min(n)];
         &rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())]
-    }
-
-    /// The first byte of the type's name (0 for none).
-    pub fn first_byte(&self, id: u32) -> u8 {
-        self.at(id).map_or(0, |o| {
-            let off = u32_at(self.types, o) as usize;
-            self.strings.get(off).copied().unwrap_or(0)
-        })
     }
 
     /// Whether the type's name is `name` or a flavour of it (`name___old`),
     /// compared where it lies: no length is measured for a name that
     /// differs in its first bytes.
     pub fn named(&self, id: u32, name: &[u8]) -> bool {
-        let Some(o) = self.at(id) else {
-            return false;
-        };
-        let rest = self
-            .strings
-            .get(u32_at(self.types, o) as usize..)
-            .unwrap_or_default();
+        let rest = self.strings_at_name(id);
         if !rest.starts_with(name) {
             return false;
         }

@@ -355,8 +355,8 @@ impl Features {
         Ok(k)
     }
 
-    /// Lets go of the kernel's BTF (5 MB mapped): start-up has asked all
-    /// it needs of it; a reload that needs it maps it again.
+    /// Lets go of the kernel's BTF (5 MB mapped); whatever needs it next
+    /// maps it again.
     pub fn forget_kernel_btf(&self) {
         *self.kernel_btf.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
@@ -365,9 +365,15 @@ impl Features {
     /// need, for relocations of the kinds in `kinds` (one bit each); made
     /// once, for the first object that asks (reflex has one). None where it
     /// cannot serve: libbpf then searches the whole of the kernel's BTF.
+    /// The cut is the last thing start-up asks of the kernel's BTF: it is let
+    /// go here, before libbpf maps and indexes a copy of its own.
     pub fn core_btf(&self, roots: &[&str], kinds: u32) -> Option<&CoreBtf> {
         self.core_btf
-            .get_or_init(|| core_btf(self, roots, kinds))
+            .get_or_init(|| {
+                let cut = core_btf(self, roots, kinds);
+                self.forget_kernel_btf();
+                cut
+            })
             .as_ref()
     }
 

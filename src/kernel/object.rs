@@ -9,7 +9,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::{Arc, Mutex};
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-
 use libbpf_rs::{MapCore, OpenObject, PrintLevel};
 
 use super::Settings;
@@ -109,9 +108,6 @@ fn open_object<'a>(
     // for each relocated type's candidates then walks a few thousand types,
     // not all of the kernel's.
     let core = features.core_btf(crate::abi::CORE_ROOTS, crate::abi::CORE_RELO_KINDS);
-    // Start-up has asked all it needs of the kernel's BTF: let it go before
-    // libbpf maps and indexes its own copy.
-    features.forget_kernel_btf();
     crate::timings::mark("kernel BTF cut for CO-RE");
     let mut open = open_skel(storage, core).map_err(LoadError::Open)?;
     open.maps

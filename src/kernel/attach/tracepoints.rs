@@ -75,17 +75,15 @@ impl Attachment for Tracepoints {
                     let program = TP_STUBS[nargs as usize];
                     // Start-up loaded the stubs its rules needed; another
                     // comes from an instance of its own with all of them.
-                    if !stub(&objects.main.progs, nargs).autoload() && self.stubs.is_none() {
-                        self.stubs = Some(objects.load_extra(&TP_STUBS)?);
-                    }
-                    let progs = match &self.stubs {
-                        Some(extra) if !stub(&objects.main.progs, nargs).autoload() => {
-                            &extra.skel.progs
+                    let mut prog = stub(&objects.main.progs, nargs);
+                    if !prog.autoload() {
+                        if self.stubs.is_none() {
+                            self.stubs = Some(objects.load_extra(&TP_STUBS)?);
                         }
-                        _ => &objects.main.progs,
-                    };
-                    stub(progs, nargs)
-                        .attach_tracepoint(TracepointCategory::Syscalls, &name)
+                        let extra = self.stubs.as_ref().expect("loaded above");
+                        prog = stub(&extra.skel.progs, nargs);
+                    }
+                    prog.attach_tracepoint(TracepointCategory::Syscalls, &name)
                         .map_err(attach_error(program, format!("tp/syscalls/{name}")))?
                 }
                 Point::Exit(_) => {
